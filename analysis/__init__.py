@@ -1,0 +1,1 @@
+"""Pure computations (limits, qualification, outages, reliability) and the worker that runs them."""

@@ -1,0 +1,1 @@
+"""What the collector, the analysis worker and the dashboard share."""

@@ -1,0 +1,190 @@
+"""One typed settings object per process, read from the environment (DESIGN §8).
+
+An optional TOML file (``PQMON_CONFIG``) may set the same names; the environment wins.
+Secrets are wrapped in :class:`Secret` so that they never show up in a repr or a log.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from core.errors import ConfigError
+
+
+class Secret(str):
+    """A string whose repr is masked."""
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self else "Secret('')"
+
+
+# name, default, help: rendered into the README's settings table (tests/unit/test_docs.py).
+SETTINGS: tuple[tuple[str, str, str], ...] = (
+    ("PQMON_MQTT_URL", "mqtt://127.0.0.1:1883", "MQTT broker: mqtt://user:pass@host:1883, mqtts:// for TLS"),
+    ("PQMON_MQTT_CA_FILE", "", "CA bundle for mqtts:// (empty: the system's)"),
+    ("PQMON_MQTT_CLIENT_ID", "pqmon-collector", "stable client id so the persistent session survives restarts"),
+    ("PQMON_INFLUX_URL", "http://127.0.0.1:8086", "InfluxDB base URL (v1-compatible HTTP API)"),
+    ("PQMON_INFLUX_DB", "pqmon", "InfluxDB database (1.x) or DBRP-mapped bucket (2.x/3.x)"),
+    ("PQMON_INFLUX_TOKEN", "", "API token (InfluxDB 2.x/3.x); sent as 'Authorization: Token ...'"),
+    ("PQMON_INFLUX_USER", "", "InfluxDB 1.x user (with PQMON_INFLUX_PASSWORD)"),
+    ("PQMON_INFLUX_PASSWORD", "", "InfluxDB 1.x password"),
+    ("PQMON_REGISTRY_URL", "", "SQLAlchemy URL of the registry (default: SQLite file in the data dir)"),
+    ("PQMON_TZ", "Asia/Shanghai", "local calendar for days, months and reports"),
+    ("PQMON_DATA_DIR", "./var", "spool, dead letters, registry file, local servers' data"),
+    ("PQMON_SECRET_KEY", "", "dashboard session signing key (default: generated and kept in the data dir)"),
+    ("PQMON_BATCH_SIZE", "5000", "collector: points per InfluxDB write"),
+    ("PQMON_FLUSH_INTERVAL_S", "0.5", "collector: longest wait before a partial batch is written"),
+    ("PQMON_WORKER_INTERVAL_S", "60", "worker: seconds between analysis passes"),
+    ("PQMON_LOOKBACK_DAYS", "90", "worker: how far back late data is taken into account"),
+    ("PQMON_OUTAGE_AS_UNDER", "false", "count outage minutes as under-limit instead of excluding them"),
+    ("PQMON_SHORT_OUTAGE_S", "180", "short interruption threshold (180 s DL/T 836, 300 s IEEE 1366)"),
+)
+
+
+@dataclass(frozen=True)
+class MqttTarget:
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: Secret | None
+
+
+@dataclass(frozen=True)
+class Settings:
+    mqtt_url: str
+    mqtt_ca_file: str
+    mqtt_client_id: str
+    influx_url: str
+    influx_db: str
+    influx_token: Secret
+    influx_user: str
+    influx_password: Secret
+    registry_url: str
+    tz: str
+    data_dir: Path
+    secret_key: Secret
+    batch_size: int
+    flush_interval_s: float
+    worker_interval_s: float
+    lookback_days: int
+    outage_as_under: bool
+    short_outage_s: float
+    extra: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.tz)
+
+    @property
+    def mqtt(self) -> MqttTarget:
+        return parse_mqtt_url(self.mqtt_url)
+
+
+def parse_mqtt_url(url: str) -> MqttTarget:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ConfigError(
+            f"PQMON_MQTT_URL must start with mqtt:// or mqtts://, got {parts.scheme or url!r}"
+        )
+    tls = parts.scheme == "mqtts"
+    return MqttTarget(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or (8883 if tls else 1883),
+        tls=tls,
+        username=unquote(parts.username) if parts.username else None,
+        password=Secret(unquote(parts.password)) if parts.password else None,
+    )
+
+
+def _flag(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _number(name: str, raw: str, kind: type[int] | type[float]) -> int | float:
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from ``environ`` (default: ``os.environ``), then check them."""
+    env = dict(os.environ if environ is None else environ)
+    merged: dict[str, str] = {name: default for name, default, _ in SETTINGS}
+    config_file = env.get("PQMON_CONFIG")
+    if config_file:
+        try:
+            with open(config_file, "rb") as fh:
+                from_file = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"PQMON_CONFIG={config_file}: {exc}") from None
+        merged.update({k: str(v) for k, v in from_file.items() if k.startswith("PQMON_")})
+    merged.update({k: v for k, v in env.items() if k.startswith("PQMON_")})
+
+    data_dir = Path(merged["PQMON_DATA_DIR"]).expanduser()
+    registry_url = merged["PQMON_REGISTRY_URL"] or f"sqlite:///{(data_dir / 'registry.db').absolute()}"
+    try:
+        ZoneInfo(merged["PQMON_TZ"])
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"PQMON_TZ={merged['PQMON_TZ']!r} is not a known time zone") from None
+
+    settings = Settings(
+        mqtt_url=merged["PQMON_MQTT_URL"],
+        mqtt_ca_file=merged["PQMON_MQTT_CA_FILE"],
+        mqtt_client_id=merged["PQMON_MQTT_CLIENT_ID"],
+        influx_url=merged["PQMON_INFLUX_URL"].rstrip("/"),
+        influx_db=merged["PQMON_INFLUX_DB"],
+        influx_token=Secret(merged["PQMON_INFLUX_TOKEN"]),
+        influx_user=merged["PQMON_INFLUX_USER"],
+        influx_password=Secret(merged["PQMON_INFLUX_PASSWORD"]),
+        registry_url=registry_url,
+        tz=merged["PQMON_TZ"],
+        data_dir=data_dir,
+        secret_key=Secret(merged["PQMON_SECRET_KEY"]),
+        batch_size=int(_number("PQMON_BATCH_SIZE", merged["PQMON_BATCH_SIZE"], int)),
+        flush_interval_s=float(
+            _number("PQMON_FLUSH_INTERVAL_S", merged["PQMON_FLUSH_INTERVAL_S"], float)
+        ),
+        worker_interval_s=float(
+            _number("PQMON_WORKER_INTERVAL_S", merged["PQMON_WORKER_INTERVAL_S"], float)
+        ),
+        lookback_days=int(_number("PQMON_LOOKBACK_DAYS", merged["PQMON_LOOKBACK_DAYS"], int)),
+        outage_as_under=_flag("PQMON_OUTAGE_AS_UNDER", merged["PQMON_OUTAGE_AS_UNDER"]),
+        short_outage_s=float(_number("PQMON_SHORT_OUTAGE_S", merged["PQMON_SHORT_OUTAGE_S"], float)),
+    )
+    _check(settings)
+    return settings
+
+
+def _check(s: Settings) -> None:
+    parse_mqtt_url(s.mqtt_url)
+    if s.influx_token and (s.influx_user or s.influx_password):
+        raise ConfigError(
+            "Set either PQMON_INFLUX_TOKEN or PQMON_INFLUX_USER/PQMON_INFLUX_PASSWORD, not both"
+        )
+    if bool(s.influx_user) != bool(s.influx_password):
+        raise ConfigError("PQMON_INFLUX_USER and PQMON_INFLUX_PASSWORD must be set together")
+    if not urlsplit(s.influx_url).scheme.startswith("http"):
+        raise ConfigError(f"PQMON_INFLUX_URL must be an http(s) URL, got {s.influx_url!r}")
+
+
+def setting_names() -> list[str]:
+    return [name for name, _, _ in SETTINGS]
+
+
+__all__ = ["Settings", "Secret", "load_settings", "parse_mqtt_url", "SETTINGS", "fields"]
