@@ -1,0 +1,201 @@
+"""Daily roll-ups of one site: ``vq_daily`` and ``rel_daily`` rows (DESIGN §3, §5).
+
+Pure: readings and events in, rows out. The worker does the reading and writing, and
+reports sum these rows, so a month is never a rescan of raw data.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+
+from analysis import outages as outage_rules
+from analysis.calendar import MINUTE_MS, day_start_ms
+from analysis.limits import Limits
+from analysis.qualification import (
+    classify_minutes,
+    count_by_day,
+    minute_means,
+    outage_minute_mask,
+    vqr_pct,
+)
+
+PHASE_FIELDS = ("ua", "ub", "uc")
+LINE_FIELDS = ("uab", "ubc", "uca")
+VOLTAGE_FIELDS = PHASE_FIELDS + LINE_FIELDS
+PHASE_NAMES = {"ua": "a", "ub": "b", "uc": "c", "uab": "ab", "ubc": "bc", "uca": "ca"}
+DEFAULT_INTERVAL_S = 60.0
+
+
+@dataclass(frozen=True)
+class SiteSpec:
+    site_id: str
+    phases: int
+    nominal_v: float  # phase-to-neutral, in the meter's units
+    limits: Limits
+
+
+@dataclass(frozen=True)
+class RollupPolicy:
+    tz: str
+    short_s: float = outage_rules.DLT836_SHORT_S
+    outage_as_under: bool = False
+
+
+@dataclass
+class SiteRollup:
+    vq: pd.DataFrame  # day_ms, phase, monitored_min, over_min, under_min, outage_min, missing_min, vqr_pct ...
+    rel: pd.DataFrame  # day_ms, outage_s, short_s, outages_* ...
+    outages: list[outage_rules.Outage] = field(default_factory=list)
+
+
+def channels_for(spec: SiteSpec, readings: pd.DataFrame) -> tuple[str, ...]:
+    """Which voltages are qualified: phase voltages, or line voltages for three-wire meters."""
+    if spec.phases == 1:
+        return ("ua",)
+    has_phase = any(c in readings and readings[c].notna().any() for c in PHASE_FIELDS)
+    has_line = any(c in readings and readings[c].notna().any() for c in LINE_FIELDS)
+    return LINE_FIELDS if has_line and not has_phase else PHASE_FIELDS
+
+
+def rollup_site(
+    spec: SiteSpec,
+    readings: pd.DataFrame,
+    events: pd.DataFrame,
+    days: list[date],
+    policy: RollupPolicy,
+    now_ms: int,
+    planned_windows_ms: list[tuple[int, int]] | None = None,
+) -> SiteRollup:
+    """Roll up the consecutive local ``days`` of one site.
+
+    ``readings`` has columns time (UTC ms), voltage fields and interval_s; ``events`` has
+    time, type and event_id and should reach back before the first day, so that an
+    outage already open then is known.
+    """
+    start_ms = day_start_ms(days[0], policy.tz)
+    end_ms = day_start_ms(days[-1] + timedelta(days=1), policy.tz)
+    n = (end_ms - start_ms) // MINUTE_MS
+    day_edges = np.array(
+        [(day_start_ms(d, policy.tz) - start_ms) // MINUTE_MS for d in days], dtype=np.int64
+    )
+    minute_start = start_ms + np.arange(n, dtype=np.int64) * MINUTE_MS
+    elapsed = minute_start < now_ms  # minutes still to come are neither monitored nor missing
+
+    channels = channels_for(spec, readings)
+    times = readings["time"].to_numpy(np.int64) if len(readings) else np.zeros(0, np.int64)
+    if "interval_s" in readings:
+        interval = readings["interval_s"].fillna(DEFAULT_INTERVAL_S).to_numpy(np.float64)
+    else:
+        interval = np.full(len(readings), DEFAULT_INTERVAL_S)
+    means: dict[str, np.ndarray] = {}
+    nominal: dict[str, float] = {}
+    for ch in channels:
+        values = readings[ch].to_numpy(np.float64) if ch in readings else np.full(len(times), np.nan)
+        means[ch] = minute_means(times, values, interval, start_ms, n)
+        nominal[ch] = spec.nominal_v * (math.sqrt(3) if ch in LINE_FIELDS else 1.0)
+
+    # Every phase below 10 % of nominal: an interruption seen in the readings.
+    stacked = np.vstack([means[ch] / nominal[ch] for ch in channels])
+    any_data = ~np.isnan(stacked).all(axis=0)
+    with np.errstate(invalid="ignore"):
+        low = any_data & np.all(np.isnan(stacked) | (stacked < outage_rules.INTERRUPTION_FRACTION), axis=0)
+
+    found = outage_rules.merge(
+        outage_rules.from_events(events) + outage_rules.from_low_minutes(low, start_ms)
+    )
+    found = outage_rules.classify(found, planned_windows_ms or [])
+    out_mask = outage_minute_mask([(o.start_ms, o.end_or(now_ms)) for o in found], start_ms, n)
+    out_mask &= elapsed
+
+    vq_rows: list[dict[str, object]] = []
+    pooled = {k: np.zeros(len(days), np.int64) for k in ("monitored", "over", "under")}
+    for ch in channels:
+        lower, upper = spec.limits.band(nominal[ch])
+        monitored, over, under, outage, missing = classify_minutes(
+            means[ch], out_mask, lower, upper, outage_as_under=policy.outage_as_under
+        )
+        counts = {
+            "monitored": count_by_day(monitored & elapsed, day_edges),
+            "over": count_by_day(over & elapsed, day_edges),
+            "under": count_by_day(under & elapsed, day_edges),
+            "outage": count_by_day(outage, day_edges),
+            "missing": count_by_day(missing & elapsed, day_edges),
+        }
+        for k in pooled:
+            pooled[k] += counts[k]
+        for i, d in enumerate(days):
+            vq_rows.append(_vq_row(d, policy.tz, PHASE_NAMES[ch], counts, i))
+
+    account_outage = count_by_day(out_mask, day_edges)
+    account_missing = count_by_day(~any_data & ~out_mask & elapsed, day_edges)
+    calendar = count_by_day(elapsed, day_edges)
+    for i, d in enumerate(days):
+        row = _vq_row(
+            d,
+            policy.tz,
+            "all",
+            {**pooled, "outage": account_outage, "missing": account_missing},
+            i,
+        )
+        row["calendar_min"] = int(calendar[i])
+        row["channels"] = len(channels)
+        vq_rows.append(row)
+
+    rel_rows = [
+        _rel_row(d, policy, found, now_ms) for d in days if day_start_ms(d, policy.tz) < now_ms
+    ]
+    in_window = [o for o in found if start_ms <= o.start_ms < end_ms]
+    return SiteRollup(pd.DataFrame(vq_rows), pd.DataFrame(rel_rows), in_window)
+
+
+def _vq_row(
+    d: date, tz: str, phase: str, counts: dict[str, np.ndarray], i: int
+) -> dict[str, object]:
+    monitored, over, under = (int(counts[k][i]) for k in ("monitored", "over", "under"))
+    return {
+        "day_ms": day_start_ms(d, tz),
+        "phase": phase,
+        "monitored_min": monitored,
+        "over_min": over,
+        "under_min": under,
+        "outage_min": int(counts["outage"][i]),
+        "missing_min": int(counts["missing"][i]),
+        "vqr_pct": vqr_pct(over, under, monitored),
+    }
+
+
+def _rel_row(
+    d: date, policy: RollupPolicy, found: list[outage_rules.Outage], now_ms: int
+) -> dict[str, object]:
+    begin = day_start_ms(d, policy.tz)
+    end = day_start_ms(d + timedelta(days=1), policy.tz)
+    row: dict[str, object] = {
+        "day_ms": begin,
+        "period_s": (min(end, now_ms) - begin) / 1000.0,
+        "outage_s": 0.0,
+        "short_s": 0.0,
+        "planned_s": 0.0,
+        "unplanned_s": 0.0,
+        "outages_sustained": 0,
+        "outages_short": 0,
+        "outages_planned": 0,
+        "outages_unplanned": 0,
+        "outages_open": 0,
+    }
+    for o in found:
+        seconds = outage_rules.overlap_s(o, begin, end, now_ms)
+        short = o.is_short(policy.short_s, now_ms)
+        row["outage_s"] += seconds  # type: ignore[operator]
+        if short:
+            row["short_s"] += seconds  # type: ignore[operator]
+        row[f"{o.cause}_s"] += seconds  # type: ignore[operator]
+        if begin <= o.start_ms < end:  # counted once, on the day it began
+            row["outages_short" if short else "outages_sustained"] += 1  # type: ignore[operator]
+            row[f"outages_{o.cause}"] += 1  # type: ignore[operator]
+            row["outages_open"] += int(o.is_open)  # type: ignore[operator]
+    return row

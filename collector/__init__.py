@@ -1,0 +1,1 @@
+"""MQTT intake: topic and payload contract, validation, dead letters, batched writes."""

@@ -1,0 +1,207 @@
+"""The MQTT contract, version 1 (DESIGN §4): topics and payloads turned into points.
+
+Pure: bytes in, line-protocol points (or a :class:`Rejected` with a precise reason) out.
+In a gateway batch each reading stands alone, so one bad reading never costs the good
+ones beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from core.lineproto import line, valid_ident
+
+TOPIC_PREFIX = "pq/v1/"
+KINDS = ("reading", "event", "status")
+PHASE_FIELDS = ("ua", "ub", "uc")
+LINE_FIELDS = ("uab", "ubc", "uca")
+VOLTAGE_FIELDS = PHASE_FIELDS + LINE_FIELDS
+READING_FIELDS = VOLTAGE_FIELDS + (
+    "ia", "ib", "ic", "p", "q", "pf", "f", "thd_ua", "thd_ub", "thd_uc", "unb", "plt", "interval_s",
+)
+EVENT_TYPES = ("power_off", "power_on", "dip", "swell", "interruption")
+EVENT_NUMBERS = ("duration_ms", "residual_pct", "magnitude_pct")
+MAX_PAYLOAD_BYTES = 256 * 1024
+MAX_BATCH = 10_000
+MAX_FUTURE_MS = 10 * 60_000
+DEFAULT_INTERVAL_S = 60.0
+
+
+class Rejected(Exception):
+    """A message (or one reading of a batch) that breaks the contract."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class MeterInfo:
+    nominal_v: float
+    side: str  # "customer" or "supply"
+
+
+@dataclass
+class Decoded:
+    kind: str
+    site: str
+    meter: str
+    lines: list[str] = field(default_factory=list)
+    rejected: list[tuple[Rejected, Any]] = field(default_factory=list)  # (why, offending element)
+    unknown_fields: int = 0
+    status: str | None = None
+
+
+def parse_topic(topic: str) -> tuple[str, str, str]:
+    if not topic.startswith(TOPIC_PREFIX):
+        raise Rejected("bad_topic", f"topic {topic!r} is not under {TOPIC_PREFIX}")
+    parts = topic[len(TOPIC_PREFIX):].split("/")
+    if len(parts) != 3 or parts[2] not in KINDS:
+        raise Rejected("bad_topic", f"topic {topic!r} is not pq/v1/<site>/<meter>/(reading|event|status)")
+    site, meter, kind = parts
+    if not valid_ident(site) or not valid_ident(meter):
+        raise Rejected("bad_topic", f"site or meter id in {topic!r} has characters outside A-Z a-z 0-9 _ . -")
+    return site, meter, kind
+
+
+def parse_ts(value: Any) -> int:
+    """RFC 3339 with an offset, or integer epoch milliseconds, to UTC epoch ms."""
+    if isinstance(value, bool):
+        raise Rejected("bad_ts", "ts must be RFC 3339 or epoch milliseconds, got a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise Rejected("bad_ts", f"ts {value[:40]!r} is not RFC 3339") from None
+        if parsed.tzinfo is None:
+            raise Rejected("bad_ts", f"ts {value[:40]!r} has no UTC offset")
+        return int(round(parsed.timestamp() * 1000))
+    raise Rejected("bad_ts", f"ts must be RFC 3339 or epoch milliseconds, got {type(value).__name__}")
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Rejected("bad_value", f"{name} must be a number, got {json.dumps(value)[:40]}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise Rejected("bad_value", f"{name} is not finite")
+    return number
+
+
+def _check_time(ts_ms: int, now_ms: int, oldest_ms: int) -> None:
+    if ts_ms > now_ms + MAX_FUTURE_MS:
+        raise Rejected("ts_future", f"ts {ts_ms} is more than 10 minutes ahead of the collector's clock")
+    if ts_ms < oldest_ms:
+        raise Rejected("ts_too_old", f"ts {ts_ms} is older than the retention horizon")
+
+
+def reading_line(
+    obj: Any, site: str, meter: str, info: MeterInfo, now_ms: int, oldest_ms: int
+) -> tuple[str, int]:
+    """One reading object to a line; returns (line, number of unknown fields ignored)."""
+    if not isinstance(obj, dict):
+        raise Rejected("not_object", "each reading must be a JSON object")
+    if "ts" not in obj:
+        raise Rejected("missing_ts", "reading has no ts")
+    ts_ms = parse_ts(obj["ts"])
+    _check_time(ts_ms, now_ms, oldest_ms)
+    fields: dict[str, object] = {}
+    for name in READING_FIELDS:
+        if name in obj and obj[name] is not None:
+            fields[name] = _number(name, obj[name])
+    voltages = [n for n in VOLTAGE_FIELDS if n in fields]
+    if not voltages:
+        raise Rejected("no_voltage", "reading has none of ua ub uc uab ubc uca")
+    for name in voltages:
+        ceiling = 2 * info.nominal_v * (math.sqrt(3) if name in LINE_FIELDS else 1.0)
+        if not 0 <= fields[name] <= ceiling:  # type: ignore[operator]
+            raise Rejected("voltage_range", f"{name}={fields[name]} is outside 0 to 2 x nominal")
+    interval = fields.setdefault("interval_s", DEFAULT_INTERVAL_S)
+    if not 0 < interval <= 86_400:  # type: ignore[operator]
+        raise Rejected("bad_value", f"interval_s={interval} must be in (0, 86400]")
+    unknown = sum(1 for k in obj if k != "ts" and k not in READING_FIELDS)
+    tags = {"site": site, "meter": meter, "side": info.side}
+    return line("reading", tags, fields, ts_ms), unknown
+
+
+def event_line(obj: Any, site: str, meter: str, now_ms: int, oldest_ms: int) -> tuple[str, int]:
+    if not isinstance(obj, dict):
+        raise Rejected("not_object", "an event must be a JSON object")
+    if "ts" not in obj:
+        raise Rejected("missing_ts", "event has no ts")
+    ts_ms = parse_ts(obj["ts"])
+    _check_time(ts_ms, now_ms, oldest_ms)
+    event_id = obj.get("event_id")
+    if not isinstance(event_id, str) or not event_id or len(event_id) > 128:
+        raise Rejected("bad_event_id", "event_id must be a non-empty string of at most 128 characters")
+    kind = obj.get("type")
+    if kind not in EVENT_TYPES:
+        raise Rejected("bad_event_type", f"type {str(kind)[:40]!r} is not one of {', '.join(EVENT_TYPES)}")
+    fields: dict[str, object] = {"event_id": event_id}
+    if obj.get("phase") is not None:
+        phase = obj["phase"]
+        if phase not in ("a", "b", "c", "ab", "bc", "ca", "abc"):
+            raise Rejected("bad_value", f"phase {str(phase)[:10]!r} is not a, b, c, ab, bc, ca or abc")
+        fields["phase"] = phase
+    for name in EVENT_NUMBERS:
+        if obj.get(name) is not None:
+            fields[name] = _number(name, obj[name])
+    known = {"ts", "event_id", "type", "phase", *EVENT_NUMBERS}
+    unknown = sum(1 for k in obj if k not in known)
+    return line("event", {"site": site, "meter": meter, "type": kind}, fields, ts_ms), unknown
+
+
+def decode(
+    topic: str,
+    payload: bytes,
+    meters: Mapping[tuple[str, str], MeterInfo],
+    now_ms: int,
+    oldest_ms: int,
+) -> Decoded:
+    """Validate one MQTT message. Raises Rejected when the whole message is bad."""
+    site, meter, kind = parse_topic(topic)
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise Rejected("too_large", f"payload of {len(payload)} bytes is over 256 KiB")
+    info = meters.get((site, meter))
+    if info is None:
+        raise Rejected("unknown_meter", f"meter {meter!r} of site {site!r} is not in the registry")
+    out = Decoded(kind, site, meter)
+    if kind == "status":
+        text = payload.decode("utf-8", errors="replace").strip().strip('"')
+        if text not in ("online", "offline"):
+            raise Rejected("bad_status", f"status must be online or offline, got {text[:20]!r}")
+        out.status = text
+        return out
+    try:
+        body = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise Rejected("bad_json", str(exc)[:120]) from None
+    if kind == "event":
+        out.lines.append(event_line(body, site, meter, now_ms, oldest_ms)[0])
+        return out
+    items = body if isinstance(body, list) else [body]
+    if not isinstance(body, (list, dict)):
+        raise Rejected("not_object", "a reading payload must be a JSON object or an array of objects")
+    if len(items) > MAX_BATCH:
+        raise Rejected("batch_too_large", f"{len(items)} readings in one message; at most {MAX_BATCH}")
+    if not items:
+        raise Rejected("empty_batch", "the array holds no readings")
+    for item in items:
+        try:
+            text, unknown = reading_line(item, site, meter, info, now_ms, oldest_ms)
+        except Rejected as why:
+            out.rejected.append((why, item))
+        else:
+            out.lines.append(text)
+            out.unknown_fields += unknown
+    return out

@@ -1,0 +1,246 @@
+"""The ``pqmon`` command line (DESIGN §8). The only place errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import getpass
+import io
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+from core.errors import PqmonError
+from core.settings import Settings, load_settings
+
+log = logging.getLogger("pqmon")
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _stop_event() -> threading.Event:
+    """An event set by SIGTERM or SIGINT, so services flush and exit cleanly."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from core.stack import up
+
+    return up(
+        accounts=args.accounts, seed=args.seed, speed=args.speed, days=args.days,
+        dashboard_port=args.port,
+    )
+
+
+def cmd_collector(args: argparse.Namespace, settings: Settings) -> int:
+    from collector.service import run
+
+    return run(settings, _stop_event())
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from analysis.worker import run_forever, run_once
+    from core.registry import Registry
+    from core.store import InfluxStore
+
+    if args.once:
+        store, registry = InfluxStore.from_settings(settings), Registry(settings.registry_url)
+        try:
+            result = run_once(settings, store, registry)
+        finally:
+            store.close()
+            registry.close()
+        print(f"analysed {result.sites} sites, {result.days} site-days, "
+              f"wrote {result.points} points in {result.seconds:.1f}s")
+        return 0
+    run_forever(settings, _stop_event())
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    from dashboard.app import main
+
+    if args.port:
+        os.environ["PQMON_DASHBOARD_PORT"] = str(args.port)
+    main(settings)
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from simulator.publish import run
+
+    run(settings, accounts=args.accounts, seed=args.seed, speed=args.speed, days=args.days,
+        interval_s=args.interval, stop_event=_stop_event())
+    return 0
+
+
+def cmd_registry_import(args: argparse.Namespace, settings: Settings) -> int:
+    from core.registry import Registry
+
+    result = Registry(settings.registry_url).import_csv(args.file)
+    print(f"sites: {result.sites_added} added, {result.sites_updated} updated; "
+          f"meters: {result.meters_added} added, {result.meters_updated} updated")
+    return 0
+
+
+def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
+    from core.registry import Registry
+
+    password = os.environ.get("PQMON_PASSWORD")
+    if not password:
+        if not sys.stdin.isatty():
+            raise PqmonError("no password: set PQMON_PASSWORD or run in a terminal to be prompted")
+        password = getpass.getpass(f"password for {args.name}: ")
+        if password != getpass.getpass("again: "):
+            raise PqmonError("the two passwords differ; nothing was changed")
+    user = Registry(settings.registry_url).add_user(args.name, args.role, password, args.site or [])
+    sites = ", ".join(sorted(user.sites)) or "-"
+    print(f"user {user.name} ({user.role}) saved; sites: {sites}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from analysis.report import site_report
+    from core.registry import Registry
+    from core.store import InfluxStore
+
+    store = InfluxStore.from_settings(settings)
+    try:
+        report = site_report(
+            store, Registry(settings.registry_url), args.site, args.date_from, args.date_to, settings.tz
+        )
+    finally:
+        store.close()
+    if args.format == "json":
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        print(_report_csv(report), end="")
+    return 0
+
+
+def _report_csv(report: dict[str, Any]) -> str:
+    """A flat key,value listing: what a spreadsheet user wants to paste."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["figure", "value"])
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            writer.writerow([prefix, "" if value is None else value])
+
+    walk("", report)
+    return out.getvalue()
+
+
+def cmd_deadletter_list(args: argparse.Namespace, settings: Settings) -> int:
+    from collector.deadletter import DeadLetters
+
+    shown = 0
+    for rec in DeadLetters(settings.data_dir / "deadletter").records(args.reason, args.site):
+        print(json.dumps(rec, ensure_ascii=False))
+        shown += 1
+    print(f"{shown} dead letter(s)", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pqmon", description="key-account supply-quality monitoring")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("up", help="the whole local stack on loopback (Mosquitto, InfluxDB, services, simulator)")
+    p.add_argument("--accounts", type=int, default=50)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second")
+    p.add_argument("--days", type=int, default=7, help="days of history the simulator backfills")
+    p.add_argument("--port", type=int, default=8050, help="dashboard port")
+    p.set_defaults(func=cmd_up)
+
+    sub.add_parser("collector", help="MQTT intake into InfluxDB").set_defaults(func=cmd_collector)
+
+    p = sub.add_parser("worker", help="analysis worker (roll-ups, outages)")
+    p.add_argument("--once", action="store_true", help="one full analysis pass, then exit")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("dashboard", help="the web dashboard")
+    p.add_argument("--port", type=int, default=0)
+    p.set_defaults(func=cmd_dashboard)
+
+    p = sub.add_parser("simulate", help="a realistic fleet publishing over MQTT")
+    p.add_argument("--accounts", type=int, default=50)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--speed", type=float, default=1.0)
+    p.add_argument("--days", type=int, default=7)
+    p.add_argument("--interval", type=int, default=900, help="reading interval in seconds")
+    p.set_defaults(func=cmd_simulate)
+
+    reg = sub.add_parser("registry", help="sites and meters").add_subparsers(dest="sub", required=True)
+    p = reg.add_parser("import", help="add or update sites and meters from a CSV (DESIGN §8)")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_registry_import)
+
+    usr = sub.add_parser("user", help="users").add_subparsers(dest="sub", required=True)
+    p = usr.add_parser("add", help="create or update a user; password from PQMON_PASSWORD or a prompt")
+    p.add_argument("name")
+    p.add_argument("--role", required=True, choices=["admin", "manager", "operator", "customer"])
+    p.add_argument("--site", action="append", help="a site the user may see (repeat)")
+    p.set_defaults(func=cmd_user_add)
+
+    p = sub.add_parser("report", help="supply-quality report of one site for whole local days")
+    p.add_argument("site")
+    p.add_argument("--from", dest="date_from", type=_day, required=True)
+    p.add_argument("--to", dest="date_to", type=_day, required=True, help="inclusive")
+    p.add_argument("--format", choices=["json", "csv"], default="json")
+    p.set_defaults(func=cmd_report)
+
+    dl = sub.add_parser("deadletter", help="rejected messages").add_subparsers(dest="sub", required=True)
+    p = dl.add_parser("list", help="list dead letters as JSON lines")
+    p.add_argument("--reason")
+    p.add_argument("--site")
+    p.set_defaults(func=cmd_deadletter_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings()
+        return int(args.func(args, settings) or 0)
+    except PqmonError as exc:
+        print(f"pqmon: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"pqmon: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Build and serve the dashboard: a Flask server with login, Dash pages on top.
+
+``create_app`` wires the objects; ``main`` is what ``pqmon dashboard`` calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+import dash
+from flask import Flask, Response
+
+from core.errors import ConfigError
+from core.registry import Registry
+from core.settings import Settings
+from core.store import InfluxStore
+from dashboard import login
+from dashboard.context import DashboardContext, install
+from dashboard.i18n import t
+from dashboard.layout import shell
+from dashboard.throttle import LoginThrottle
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+SECRET_KEY_FILE = "secret_key"
+DEFAULT_PORT = 8050
+SESSION_LIFETIME = timedelta(hours=12)
+
+
+def secret_key(settings: Settings) -> str:
+    """PQMON_SECRET_KEY, else a key generated once and kept (mode 0600) in the data dir.
+
+    Persisting it keeps sessions valid across restarts and across processes sharing the dir.
+    """
+    if settings.secret_key:
+        return str(settings.secret_key)
+    path = settings.data_dir / SECRET_KEY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_text().strip()
+        if len(key) < 32:
+            raise ConfigError(f"{path} holds no usable key; delete it to have one generated") from None
+        return key
+    key = secrets.token_hex(32)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    log.info("generated a dashboard session key in %s", path)
+    return key
+
+
+def _security_headers(resp: Response) -> Response:
+    resp.headers.setdefault("X-Frame-Options", "DENY")
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "same-origin")
+    return resp
+
+
+def create_app(
+    settings: Settings,
+    registry: Registry | None = None,
+    store: InfluxStore | None = None,
+    throttle: LoginThrottle | None = None,
+) -> dash.Dash:
+    """The Dash app; its Flask server (``app.server``) is the WSGI application."""
+    server = Flask("dashboard")
+    server.config.update(
+        SECRET_KEY=secret_key(settings),
+        SESSION_COOKIE_NAME="pqmon_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        MAX_CONTENT_LENGTH=1 << 20,
+    )
+    install(
+        server,
+        DashboardContext(
+            settings=settings,
+            registry=registry or Registry(settings.registry_url),
+            store=store or InfluxStore.from_settings(settings),
+            throttle=throttle or LoginThrottle(),
+        ),
+    )
+    # Registered before Dash adds its own hooks, so it runs first and can refuse.
+    server.before_request(login.guard)
+    server.after_request(_security_headers)
+    server.register_blueprint(login.bp)
+
+    app = dash.Dash(
+        "dashboard",
+        server=server,
+        use_pages=True,
+        pages_folder=str(HERE / "pages"),
+        assets_folder=str(HERE / "assets"),
+        title=t("app.title"),
+        update_title=None,
+        serve_locally=True,
+        suppress_callback_exceptions=True,
+    )
+    app.layout = shell
+    return app
+
+
+def main(settings: Settings) -> None:
+    """Serve the dashboard on 127.0.0.1:$PQMON_DASHBOARD_PORT (default 8050) until interrupted."""
+    from werkzeug.serving import run_simple
+
+    raw_port = os.environ.get("PQMON_DASHBOARD_PORT", str(DEFAULT_PORT))
+    try:
+        port = int(raw_port)
+    except ValueError:
+        raise ConfigError(f"PQMON_DASHBOARD_PORT must be a port number, got {raw_port!r}") from None
+    app = create_app(settings)
+    log.info("dashboard on http://127.0.0.1:%d/", port)
+    run_simple("127.0.0.1", port, app.server, threaded=True, use_reloader=False, use_debugger=False)

@@ -1,0 +1,126 @@
+"""Overview (``/``): the accounts the user may see, worst voltage qualification first."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlencode
+
+import dash
+import pandas as pd
+from dash import Input, Output, callback, dash_table, html
+from dash.dash_table.Format import Format, Scheme
+
+from analysis.report import fleet_summary
+from core.errors import StoreError
+from core.registry import ROLES
+from dashboard.auth import AuthError, require_user, visible_site_ids
+from dashboard.context import get_context
+from dashboard.i18n import t
+from dashboard.periods import PeriodError, default_period, parse_period, today
+from dashboard.widgets import is_number, message, period_picker
+
+log = logging.getLogger(__name__)
+
+dash.register_page(
+    __name__, path="/", title="pqmon", name="overview", nav=True, nav_key="nav.overview",
+    roles=ROLES,
+)
+
+FIGURE_COLUMNS = (("vqr_pct", 2), ("rs1_pct", 3), ("outages", 0), ("coverage_pct", 1))
+
+
+def _columns() -> list[dict[str, Any]]:
+    def number(col: str, key: str, decimals: int) -> dict[str, Any]:
+        return {
+            "id": col,
+            "name": t(key),
+            "type": "numeric",
+            "format": Format(precision=decimals, scheme=Scheme.fixed).nully(t("value.missing")),
+        }
+
+    return [
+        {"id": "site_link", "name": t("overview.col.site"), "presentation": "markdown"},
+        {"id": "name", "name": t("overview.col.name")},
+        number("vqr_pct", "overview.col.vqr", 2),
+        number("rs1_pct", "overview.col.rs1", 3),
+        number("outages", "overview.col.outages", 0),
+        number("coverage_pct", "overview.col.coverage", 1),
+    ]
+
+
+def layout(**_query: str) -> html.Div:
+    try:
+        require_user(ROLES)
+    except AuthError:
+        return html.Div(message(t("account.forbidden")), className="page")
+    tz = get_context().settings.tz
+    day_from, day_to = default_period(tz)
+    return html.Div(
+        [
+            html.H1(t("overview.title")),
+            period_picker("overview-dates", day_from, day_to, today(tz)),
+            html.Div(id="overview-message"),
+            dash_table.DataTable(
+                id="overview-table",
+                columns=_columns(),
+                data=[],
+                sort_action="native",
+                markdown_options={"link_target": "_self"},
+                style_as_list_view=True,
+                style_cell={"textAlign": "left", "padding": "6px 10px", "fontFamily": "inherit"},
+                style_header={"fontWeight": "600", "backgroundColor": "#eef1f4"},
+                page_size=50,
+            ),
+        ],
+        className="page overview",
+    )
+
+
+def rows(summary: pd.DataFrame, names: dict[str, str], query: str) -> list[dict[str, Any]]:
+    """Table rows of the sites in ``names``, worst VQR first; accounts without data last."""
+    out = []
+    for rec in summary.to_dict("records"):
+        site = str(rec["site"])
+        if site not in names:
+            continue
+        row: dict[str, Any] = {
+            "site": site,
+            "site_link": f"[{site}](/account/{site}?{query})",
+            "name": names.get(site, site),
+        }
+        for col, _ in FIGURE_COLUMNS:
+            row[col] = float(rec[col]) if is_number(rec.get(col)) else None
+        out.append(row)
+    out.sort(key=lambda r: (r["vqr_pct"] is None, r["vqr_pct"] or 0.0, r["site"]))
+    return out
+
+
+@callback(
+    Output("overview-table", "data"),
+    Output("overview-message", "children"),
+    Input("overview-dates", "start_date"),
+    Input("overview-dates", "end_date"),
+)
+def update_table(start: object, end: object) -> tuple[list[dict[str, Any]], Any]:
+    """The site ids come from the registry for this session's user, never from the browser."""
+    try:
+        user = require_user(ROLES)
+    except AuthError:
+        return [], message(t("account.forbidden"))
+    try:
+        day_from, day_to = parse_period(start, end)
+    except PeriodError as exc:
+        return [], message(str(exc))
+    site_ids = visible_site_ids(user)
+    if not site_ids:
+        return [], message(t("overview.none"))
+    ctx = get_context()
+    try:
+        summary = fleet_summary(ctx.store, site_ids, day_from, day_to, ctx.settings.tz)
+    except StoreError:
+        log.exception("fleet summary failed")
+        return [], message(t("store.unavailable"))
+    names = {s.id: s.name for s in ctx.registry.sites("account") if s.id in site_ids}
+    query = urlencode({"from": day_from.isoformat(), "to": day_to.isoformat()})
+    return rows(summary, names, query), None
