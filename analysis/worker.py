@@ -84,9 +84,7 @@ def read_site(
 def to_lines(site: Site, result: SiteRollup) -> list[str]:
     lines: list[str] = []
     for row in result.vq.to_dict("records"):
-        fields = {k: v for k, v in row.items() if k not in ("day_ms", "phase")}
-        if fields.get("vqr_pct") is None or pd.isna(fields["vqr_pct"]):
-            fields.pop("vqr_pct", None)
+        fields = {k: v for k, v in row.items() if k not in ("day_ms", "phase") and not pd.isna(v)}
         lines.append(line("vq_daily", {"site": site.id, "phase": str(row["phase"])}, fields, int(row["day_ms"])))
     for row in result.rel.to_dict("records"):
         fields = {k: v for k, v in row.items() if k != "day_ms"}

@@ -38,6 +38,8 @@ def _escape_key(value: str) -> str:
 
 
 def _field_value(value: object) -> str:
+    if hasattr(value, "item"):  # a numpy scalar from a DataFrame row
+        value = value.item()
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
