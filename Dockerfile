@@ -1,0 +1,13 @@
+# One image for the collector, the worker and the dashboard (docker-compose.yml picks the command).
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY core core
+COPY collector collector
+COPY analysis analysis
+COPY dashboard dashboard
+COPY simulator simulator
+RUN pip install --no-cache-dir .
+ENV PQMON_DATA_DIR=/data
+VOLUME /data
+ENTRYPOINT ["pqmon"]

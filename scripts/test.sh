@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Second README command: install the test dependencies, then run every test
+# (unit, integration against real Mosquitto and InfluxDB, browser in headless Chromium).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+need_apt mosquitto influxdb chromium chromium-driver python3-venv
+ensure_venv dev
+exec .venv/bin/python -m pytest "$@"
