@@ -38,6 +38,8 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("PQMON_TZ", "Asia/Shanghai", "local calendar for days, months and reports"),
     ("PQMON_DATA_DIR", "./var", "spool, dead letters, registry file, local servers' data"),
     ("PQMON_SECRET_KEY", "", "dashboard session signing key (default: generated and kept in the data dir)"),
+    ("PQMON_DASHBOARD_HOST", "127.0.0.1", "dashboard listen address"),
+    ("PQMON_DASHBOARD_PORT", "8050", "dashboard port"),
     ("PQMON_BATCH_SIZE", "5000", "collector: points per InfluxDB write"),
     ("PQMON_FLUSH_INTERVAL_S", "0.5", "collector: longest wait before a partial batch is written"),
     ("PQMON_WORKER_INTERVAL_S", "60", "worker: seconds between analysis passes"),
@@ -70,6 +72,8 @@ class Settings:
     tz: str
     data_dir: Path
     secret_key: Secret
+    dashboard_host: str
+    dashboard_port: int
     batch_size: int
     flush_interval_s: float
     worker_interval_s: float
@@ -156,6 +160,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         tz=merged["PQMON_TZ"],
         data_dir=data_dir,
         secret_key=Secret(merged["PQMON_SECRET_KEY"]),
+        dashboard_host=merged["PQMON_DASHBOARD_HOST"],
+        dashboard_port=int(_number("PQMON_DASHBOARD_PORT", merged["PQMON_DASHBOARD_PORT"], int)),
         batch_size=int(_number("PQMON_BATCH_SIZE", merged["PQMON_BATCH_SIZE"], int)),
         flush_interval_s=float(
             _number("PQMON_FLUSH_INTERVAL_S", merged["PQMON_FLUSH_INTERVAL_S"], float)
