@@ -30,17 +30,23 @@ def _sum(df: pd.DataFrame, col: str) -> float:
     return float(df[col].fillna(0).sum()) if col in df else 0.0
 
 
-def _vq_figures(df: pd.DataFrame) -> dict[str, Any]:
-    """Pooled figures from the ``all`` rows of vq_daily."""
+def _vq_figures(df: pd.DataFrame, period_min: float) -> dict[str, Any]:
+    """Pooled figures from the ``all`` rows of vq_daily over a period of ``period_min`` minutes.
+
+    Days of the period without any row (no data at all yet) count as missing, so coverage
+    is always monitored time over the whole period's calendar time.
+    """
     monitored, over, under = (_sum(df, c) for c in ("monitored_min", "over_min", "under_min"))
-    possible = float((df.get("calendar_min", 0) * df.get("channels", 0)).fillna(0).sum()) if len(df) else 0.0
+    channels = float(df["channels"].max()) if "channels" in df and len(df) else 1.0
+    unseen_min = max(0.0, period_min - _sum(df, "calendar_min"))
+    possible = period_min * channels
     return {
         "vqr_pct": vqr_pct(over, under, monitored),
         "monitored_min": int(monitored),
         "over_min": int(over),
         "under_min": int(under),
         "outage_min": int(_sum(df, "outage_min")),
-        "missing_min": int(_sum(df, "missing_min")),
+        "missing_min": int(_sum(df, "missing_min") + unseen_min),
         "coverage_pct": (monitored / possible * 100.0) if possible else None,
     }
 
@@ -64,13 +70,14 @@ def site_report(
     outages = store.query_frame(f"SELECT * FROM outage WHERE {where}")
 
     pooled = vq[vq["phase"] == "all"] if len(vq) else vq
+    period_s = max(0, min(end_ms, now_ms) - start_ms) / 1000.0
     report: dict[str, Any] = {
         "site": site.id,
         "name": site.name,
         "from": day_from.isoformat(),
         "to": day_to.isoformat(),
         "tz": tz,
-        **_vq_figures(pooled),
+        **_vq_figures(pooled, period_s / 60),
         "phases": {},
     }
     if len(vq):
@@ -84,7 +91,6 @@ def site_report(
                 **sums,
             }
 
-    period_s = max(0, min(end_ms, now_ms) - start_ms) / 1000.0
     outage_s = _sum(rel, "outage_s")
     short_s = _sum(rel, "short_s")
     report["rs1_pct"] = rs1_pct(outage_s, period_s)
@@ -98,12 +104,12 @@ def site_report(
         "duration_s": outage_s,
         "open": int(outages["open"].astype(bool).sum()) if len(outages) else 0,
     }
-    report["supply_side"] = _supply_side(store, site.feeder_id, start_ms, end_ms)
+    report["supply_side"] = _supply_side(store, site.feeder_id, start_ms, end_ms, period_s / 60)
     return report
 
 
 def _supply_side(
-    store: InfluxStore, feeder_id: str | None, start_ms: int, end_ms: int
+    store: InfluxStore, feeder_id: str | None, start_ms: int, end_ms: int, period_min: float
 ) -> dict[str, Any] | None:
     if not feeder_id:
         return None
@@ -113,7 +119,7 @@ def _supply_side(
     )
     if df.empty:
         return None
-    figures = _vq_figures(df)
+    figures = _vq_figures(df, period_min)
     return {"feeder": feeder_id, "vqr_pct": figures["vqr_pct"], "coverage_pct": figures["coverage_pct"]}
 
 
@@ -140,7 +146,7 @@ def fleet_summary(
     for site_id in site_ids:
         site_vq = vq[vq["site"] == site_id] if len(vq) else vq
         site_rel = rel[rel["site"] == site_id] if len(rel) else rel
-        figures = _vq_figures(site_vq) if len(site_vq) else {}
+        figures = _vq_figures(site_vq, period_s / 60) if len(site_vq) else {}
         has_rel = len(site_rel) > 0
         outages = sum(
             _sum(site_rel, c) for c in ("outages_sustained", "outages_short")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import getpass
 import io
 import json
@@ -79,9 +80,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
     from dashboard.app import main
 
-    if args.port:
-        os.environ["PQMON_DASHBOARD_PORT"] = str(args.port)
-    main(settings)
+    main(dataclasses.replace(settings, dashboard_port=args.port) if args.port else settings)
     return 0
 
 

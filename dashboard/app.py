@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 SECRET_KEY_FILE = "secret_key"
-DEFAULT_PORT = 8050
 SESSION_LIFETIME = timedelta(hours=12)
 
 
@@ -94,12 +93,12 @@ def create_app(
 
     app = dash.Dash(
         "dashboard",
-        server=server,
+        server=server,  # type: ignore[arg-type]  # a Flask app is accepted; the stub says bool
         use_pages=True,
         pages_folder=str(HERE / "pages"),
         assets_folder=str(HERE / "assets"),
         title=t("app.title"),
-        update_title=None,
+        update_title="",
         serve_locally=True,
         suppress_callback_exceptions=True,
     )
@@ -108,14 +107,10 @@ def create_app(
 
 
 def main(settings: Settings) -> None:
-    """Serve the dashboard on 127.0.0.1:$PQMON_DASHBOARD_PORT (default 8050) until interrupted."""
+    """Serve the dashboard on PQMON_DASHBOARD_HOST:PQMON_DASHBOARD_PORT until interrupted."""
     from werkzeug.serving import run_simple
 
-    raw_port = os.environ.get("PQMON_DASHBOARD_PORT", str(DEFAULT_PORT))
-    try:
-        port = int(raw_port)
-    except ValueError:
-        raise ConfigError(f"PQMON_DASHBOARD_PORT must be a port number, got {raw_port!r}") from None
     app = create_app(settings)
-    log.info("dashboard on http://127.0.0.1:%d/", port)
-    run_simple("127.0.0.1", port, app.server, threaded=True, use_reloader=False, use_debugger=False)
+    host, port = settings.dashboard_host, settings.dashboard_port
+    log.info("dashboard on http://%s:%d/", host, port)
+    run_simple(host, port, app.server, threaded=True, use_reloader=False, use_debugger=False)

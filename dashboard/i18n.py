@@ -22,9 +22,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "login.password": "Password",
         "login.submit": "Sign in",
         "login.failed": "Wrong user name or password.",
-        "login.throttled": (
-            "Too many failed sign-in attempts. Try again in {minutes} minute(s)."
-        ),
+        "login.throttled": ("Too many failed sign-in attempts. Try again in {minutes} minute(s)."),
         "login.expired": "The sign-in form expired. Please try again.",
         "period.label": "Period",
         "period.invalid": "Choose a start and an end date, the start not after the end.",
@@ -49,7 +47,10 @@ STRINGS: dict[str, dict[str, str]] = {
         "account.coverage": "Data coverage",
         "account.minutes": "Monitored {monitored} min, over {over} min, under {under} min",
         "account.supply_side": "Supply side ({feeder})",
-        "account.phases": "Per-phase VQR",
+        "account.phases": "Phase",
+        "account.monitored_col": "Monitored min",
+        "account.over_col": "Over min",
+        "account.under_col": "Under min",
         "account.trend": "Phase voltages (mean per {bucket})",
         "account.no_readings": "No readings in this period.",
         "account.limit_upper": "upper limit {value:.2f} V",

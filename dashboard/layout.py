@@ -13,12 +13,10 @@ from dashboard.i18n import t
 
 def nav_links(user: User) -> list[Component]:
     """Links to the registered pages that declare ``nav=True`` and allow the user's role."""
-    links = []
+    links: list[Component] = []
     for page in dash.page_registry.values():
         if page.get("nav") and user.role in page.get("roles", ()):
-            links.append(
-                dcc.Link(t(page["nav_key"]), href=page["relative_path"], className="nav-link")
-            )
+            links.append(dcc.Link(t(page["nav_key"]), href=page["relative_path"], className="nav-link"))
     return links
 
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, jsonify, redirect, render_template_string, request, session, url_for
 
-from dashboard.auth import current_user, login_user, logout_user
+from dashboard.auth import SESSION_USER_KEY, current_user, login_user, logout_user
 from dashboard.context import get_context
 from dashboard.i18n import t
 
@@ -121,7 +121,7 @@ def guard() -> Response | tuple[Response, int] | None:
     """before_request: let logged-in users and the login endpoints through, refuse the rest."""
     if request.endpoint in PUBLIC_ENDPOINTS or current_user() is not None:
         return None
-    if session.get("user"):
+    if session.get(SESSION_USER_KEY):
         session.clear()  # the user was deleted: forget the stale session
     if request.method == "GET" and not request.path.startswith("/_"):
         target = request.full_path if request.query_string else request.path

@@ -29,8 +29,9 @@ def period_picker(component_id: str, day_from: date, day_to: date, max_day: date
 
 
 def message(text: str, component_id: str | None = None) -> html.P:
-    kwargs = {"id": component_id} if component_id else {}
-    return html.P(text, className="message", **kwargs)
+    if component_id:
+        return html.P(text, className="message", id=component_id)
+    return html.P(text, className="message")
 
 
 def is_number(value: object) -> bool:

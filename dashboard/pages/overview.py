@@ -8,7 +8,8 @@ from urllib.parse import urlencode
 
 import dash
 import pandas as pd
-from dash import Input, Output, callback, dash_table, html
+from dash import Input, Output, callback, html
+from dash.dash_table.DataTable import DataTable
 from dash.dash_table.Format import Format, Scheme
 
 from analysis.report import fleet_summary
@@ -23,14 +24,20 @@ from dashboard.widgets import is_number, message, period_picker
 log = logging.getLogger(__name__)
 
 dash.register_page(
-    __name__, path="/", title="pqmon", name="overview", nav=True, nav_key="nav.overview",
+    __name__,
+    path="/",
+    title="pqmon",
+    name="overview",
+    nav=True,
+    nav_key="nav.overview",
     roles=ROLES,
 )
 
+FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, sans-serif'
 FIGURE_COLUMNS = (("vqr_pct", 2), ("rs1_pct", 3), ("outages", 0), ("coverage_pct", 1))
 
 
-def _columns() -> list[dict[str, Any]]:
+def _columns() -> list[Any]:  # DataTable column dicts
     def number(col: str, key: str, decimals: int) -> dict[str, Any]:
         return {
             "id": col,
@@ -61,14 +68,17 @@ def layout(**_query: str) -> html.Div:
             html.H1(t("overview.title")),
             period_picker("overview-dates", day_from, day_to, today(tz)),
             html.Div(id="overview-message"),
-            dash_table.DataTable(
+            DataTable(
                 id="overview-table",
                 columns=_columns(),
                 data=[],
                 sort_action="native",
                 markdown_options={"link_target": "_self"},
                 style_as_list_view=True,
-                style_cell={"textAlign": "left", "padding": "6px 10px", "fontFamily": "inherit"},
+                style_cell={"textAlign": "right", "padding": "6px 12px", "fontFamily": FONT},
+                style_cell_conditional=[
+                    {"if": {"column_id": c}, "textAlign": "left"} for c in ("site_link", "name")
+                ],
                 style_header={"fontWeight": "600", "backgroundColor": "#eef1f4"},
                 page_size=50,
             ),
