@@ -1,66 +1,122 @@
-"""The dead-letter store: every rejected message, with its reason, on disk, replayable.
+"""The dead-letter store: every rejected message, with its reason, durable and replayable.
 
-JSON lines, one file per UTC day under ``<data dir>/deadletter/``. Appends are flushed per
-message so that a crash loses at most what the OS had not yet written.
+SQLite under ``<data dir>/deadletter.db``, shared by every collector process of a data
+dir (WAL, busy timeout). A record is unique by (topic, payload, reason, received time), so
+re-processing the spool after a crash does not duplicate it.
 """
 
 from __future__ import annotations
 
-import base64
+import hashlib
 import json
+import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 PAYLOAD_CAP_BYTES = 64 * 1024
 
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS deadletter (
+    id INTEGER PRIMARY KEY,
+    received_ms INTEGER NOT NULL,
+    rejected_ms INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    site TEXT,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    truncated INTEGER NOT NULL,
+    digest TEXT NOT NULL UNIQUE
+);
+CREATE INDEX IF NOT EXISTS deadletter_reason ON deadletter (reason);
+CREATE INDEX IF NOT EXISTS deadletter_site ON deadletter (site);
+"""
+
+
+def _site_of(topic: str) -> str | None:
+    parts = topic.split("/")
+    return parts[2] if len(parts) >= 4 and parts[0] == "pq" else None
+
 
 class DeadLetters:
-    def __init__(self, directory: Path) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path) -> None:
+        path = Path(path)
+        if path.suffix != ".db":
+            path = path / "deadletter.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
 
-    def add(self, topic: str, payload: bytes | Any, reason: str, detail: str = "") -> None:
-        now = time.time()
-        record: dict[str, Any] = {
-            "time": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
-            "topic": topic,
-            "reason": reason,
-            "detail": detail,
-        }
-        if isinstance(payload, bytes):
-            capped = payload[:PAYLOAD_CAP_BYTES]
-            record["truncated"] = len(payload) > PAYLOAD_CAP_BYTES
-            try:
-                record["payload"] = capped.decode("utf-8")
-            except UnicodeDecodeError:
-                record["payload_b64"] = base64.b64encode(capped).decode()
-        else:  # one reading of a batch
-            record["payload"] = json.dumps(payload, ensure_ascii=False)[:PAYLOAD_CAP_BYTES]
-        path = self.directory / f"{datetime.fromtimestamp(now, UTC):%Y-%m-%d}.jsonl"
-        text = json.dumps(record, ensure_ascii=False) + "\n"
-        with self._lock, open(path, "a", encoding="utf-8") as fh:
-            fh.write(text)
+    def add_many(self, records: Iterable[tuple[str, bytes | Any, str, str, int]]) -> int:
+        """(topic, payload, reason, detail, received_ms) rows in one transaction."""
+        now = int(time.time() * 1000)
+        rows = []
+        for topic, payload, reason, detail, received_ms in records:
+            raw = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode()
+            digest = hashlib.sha256(
+                b"\0".join([topic.encode(), raw, reason.encode(), str(received_ms).encode()])
+            ).hexdigest()
+            rows.append((received_ms, now, topic, _site_of(topic), reason, detail,
+                         raw[:PAYLOAD_CAP_BYTES], int(len(raw) > PAYLOAD_CAP_BYTES), digest))
+        if not rows:
+            return 0
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                "INSERT OR IGNORE INTO deadletter (received_ms, rejected_ms, topic, site, reason, detail,"
+                " payload, truncated, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            self._db.execute("COMMIT")
+        return len(rows)
 
-    def records(self, reason: str | None = None, site: str | None = None) -> Iterator[dict[str, Any]]:
-        for path in sorted(self.directory.glob("*.jsonl")):
-            with open(path, encoding="utf-8") as fh:
-                for raw in fh:
-                    if not raw.strip():
-                        continue
-                    rec = json.loads(raw)
-                    if reason and rec["reason"] != reason:
-                        continue
-                    if site and f"/{site}/" not in rec["topic"]:
-                        continue
-                    yield rec
+    def add(self, topic: str, payload: bytes | Any, reason: str, detail: str = "",
+            received_ms: int | None = None) -> None:
+        stamp = int(time.time() * 1000) if received_ms is None else received_ms
+        self.add_many([(topic, payload, reason, detail, stamp)])
 
-    @staticmethod
-    def payload_bytes(record: dict[str, Any]) -> bytes:
-        if "payload_b64" in record:
-            return base64.b64decode(record["payload_b64"])
-        return str(record.get("payload", "")).encode("utf-8")
+    def records(
+        self,
+        reason: str | None = None,
+        site: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        where, args = ["1=1"], []
+        for clause, value in (("reason = ?", reason), ("site = ?", site),
+                              ("received_ms >= ?", since_ms), ("received_ms < ?", until_ms)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, received_ms, topic, site, reason, detail, payload, truncated"
+                f" FROM deadletter WHERE {' AND '.join(where)} ORDER BY id",
+                args,
+            ).fetchall()
+        for rid, received_ms, topic, site_id, why, detail, payload, truncated in rows:
+            yield {
+                "id": rid, "received_ms": received_ms, "topic": topic, "site": site_id,
+                "reason": why, "detail": detail, "payload": bytes(payload).decode("utf-8", "replace"),
+                "raw": bytes(payload), "truncated": bool(truncated),
+            }
+
+    def remove(self, ids: Iterable[int]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("DELETE FROM deadletter WHERE id = ?", [(i,) for i in ids])
+            self._db.execute("COMMIT")
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM deadletter").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,25 +1,29 @@
-"""The collector process: MQTT in, InfluxDB out, rejects to the dead-letter store.
+"""The collector process: MQTT in, durable spool, InfluxDB out, rejects to dead letters.
 
-The MQTT callback only hands the raw message to a queue; one writer thread decodes,
-batches by count or time, and writes. When InfluxDB goes away the writer keeps the batch
-and retries with backoff (logging once when it goes and once when it is back), so no
-decoded point is dropped.
+    paho network thread --on_message--> pending list (not yet acknowledged)
+    spooler thread      --commit to the spool, then PUBACK each message-->
+    writer thread       --decode, batch, write to InfluxDB, dead-letter rejects, trim spool-->
+
+A message is acknowledged only once it is committed to the spool, and leaves the spool
+only once its points are stored: a crash at any point loses nothing, and whatever is
+written twice overwrites itself (same series and time). While InfluxDB is away the spool
+grows; at its bound the collector stops acknowledging, so messages wait in the broker.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import ssl
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
 from collector.contract import MeterInfo, Rejected, decode
 from collector.deadletter import DeadLetters
+from collector.metrics import MetricsServer
+from collector.spool import Spool
 from core.errors import StoreRejected, StoreUnavailable
 from core.registry import Registry
 from core.settings import Settings
@@ -29,16 +33,11 @@ log = logging.getLogger(__name__)
 
 SUBSCRIPTION = "$share/pqmon/pq/v1/+/+/+"
 REGISTRY_REFRESH_S = 30.0
-RETENTION_HORIZON_MS = 400 * 86_400_000
-STORE_DOWN = "InfluxDB is unavailable (%s); keeping %d points and retrying. Check PQMON_INFLUX_URL."
-STORE_BACK = "InfluxDB is back; caught up %d points"
+MESSAGES_PER_PASS = 2000
+STORE_DOWN = "InfluxDB is unavailable (%s); %d messages wait in the spool. Check PQMON_INFLUX_URL."
+STORE_BACK = "InfluxDB is back after %.0fs; caught up"
+SPOOL_FULL = "spool holds %d messages (PQMON_SPOOL_MAX_MESSAGES); no longer acknowledging, the broker keeps the rest"
 BAD_CREDENTIALS = "the broker refused the collector's credentials; fix PQMON_MQTT_URL and restart"
-
-
-@dataclass(frozen=True)
-class Message:
-    topic: str
-    payload: bytes
 
 
 def meter_infos(registry: Registry) -> dict[tuple[str, str], MeterInfo]:
@@ -54,17 +53,27 @@ class Collector:
         self.settings = settings
         self.store = store or InfluxStore.from_settings(settings)
         self.registry = Registry(settings.registry_url)
-        self.deadletters = DeadLetters(settings.data_dir / "deadletter")
+        self.deadletters = DeadLetters(settings.data_dir / "deadletter.db")
+        self.spool = Spool(
+            settings.data_dir / "spool" / f"{settings.mqtt_client_id}.db", fsync=settings.spool_fsync
+        )
         self.counts: Counter[str] = Counter()
-        self._inbox: queue.Queue[Message | None] = queue.Queue()
+        self.write_seconds = 0.0
+        self.writes = 0
+        self.fatal: str | None = None
+        self.connected = threading.Event()
+        self.store_ok = True
         self._meters = meter_infos(self.registry)
         self._meters_loaded = time.monotonic()
+        self._pending: list[mqtt.MQTTMessage] = []
+        self._pending_cv = threading.Condition()
+        self._spooled = threading.Event()
         self._stop = threading.Event()
-        self._stop_now = threading.Event()  # give up retrying: only when stop() times out
+        self._stop_now = threading.Event()  # give up retrying InfluxDB: only when stop() times out
+        self._spooler = threading.Thread(target=self._spool_loop, name="pqmon-spooler", daemon=True)
         self._writer = threading.Thread(target=self._write_loop, name="pqmon-writer", daemon=True)
         self._client = self._make_client()
-        self.connected = threading.Event()
-        self.fatal: str | None = None
+        self._metrics: MetricsServer | None = None
 
     # -- MQTT side ------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
@@ -74,12 +83,14 @@ class Collector:
             client_id=self.settings.mqtt_client_id,
             clean_session=False,
             protocol=mqtt.MQTTv311,
+            manual_ack=True,
         )
         if target.username:
             client.username_pw_set(target.username, target.password)
         if target.tls:
             client.tls_set(ca_certs=self.settings.mqtt_ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
         client.max_inflight_messages_set(1000)
+        client.reconnect_delay_set(0.2, 5)
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
@@ -97,8 +108,8 @@ class Collector:
         # Resubscribe on every connect: a fresh broker may not know the session.
         client.subscribe(SUBSCRIPTION, qos=1)
         self.connected.set()
-        log.info("connected to MQTT %s:%s, subscribed to %s", self.settings.mqtt.host,
-                 self.settings.mqtt.port, SUBSCRIPTION)
+        log.info("connected to MQTT %s:%s (session present: %s), subscribed to %s",
+                 self.settings.mqtt.host, self.settings.mqtt.port, flags.session_present, SUBSCRIPTION)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
         self.connected.clear()
@@ -106,9 +117,38 @@ class Collector:
             log.warning("MQTT connection lost (%s); reconnecting", reason_code)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:  # type: ignore[no-untyped-def]
-        self._inbox.put(Message(msg.topic, msg.payload))
+        msg.timestamp = time.time()
+        with self._pending_cv:
+            self._pending.append(msg)
+            self._pending_cv.notify()
 
-    # -- writer side ----------------------------------------------------------------------
+    # -- spooler: commit, then acknowledge ------------------------------------------------
+    def _spool_loop(self) -> None:
+        full_logged = False
+        while True:
+            with self._pending_cv:
+                while not self._pending and not self._stop.is_set():
+                    self._pending_cv.wait(0.5)
+                if not self._pending and self._stop.is_set():
+                    return
+                batch, self._pending = self._pending, []
+            while self.spool.depth >= self.settings.spool_max_messages and not self._stop.is_set():
+                if not full_logged:
+                    log.error(SPOOL_FULL, self.spool.depth)
+                    full_logged = True
+                self._spooled.set()
+                time.sleep(0.05)
+            if self._stop.is_set() and self.spool.depth >= self.settings.spool_max_messages:
+                return  # unacknowledged: the broker redelivers them to the next session
+            full_logged = False
+            self.spool.append((m.topic, m.payload, int(m.timestamp * 1000)) for m in batch)
+            for m in batch:
+                if m.qos > 0:
+                    self._client.ack(m.mid, m.qos)
+            self.counts["received"] += len(batch)
+            self._spooled.set()
+
+    # -- writer: decode, store, trim ------------------------------------------------------
     def _meter_table(self, force: bool = False) -> dict[tuple[str, str], MeterInfo]:
         age = time.monotonic() - self._meters_loaded
         if age > REGISTRY_REFRESH_S or (force and age > 1.0):
@@ -116,84 +156,142 @@ class Collector:
             self._meters_loaded = time.monotonic()
         return self._meters
 
-    def handle(self, message: Message, now_ms: int | None = None) -> list[str]:
-        """Decode one message; rejects go to the dead-letter store. Returns the points."""
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        self.counts["received"] += 1
-        oldest = now_ms - RETENTION_HORIZON_MS
+    def decode_one(
+        self, topic: str, payload: bytes, received_ms: int, now_ms: int,
+        dead: list[tuple[str, object, str, str, int]],
+    ) -> list[str]:
+        """Points of one message; its rejects are appended to ``dead``."""
+        oldest = now_ms - self.settings.retention_days * 86_400_000
         try:
             try:
-                decoded = decode(message.topic, message.payload, self._meter_table(), now_ms, oldest)
+                decoded = decode(topic, payload, self._meter_table(), now_ms, oldest)
             except Rejected as why:
                 if why.reason != "unknown_meter":
                     raise
                 # A meter registered moments ago: look again before rejecting.
-                decoded = decode(message.topic, message.payload, self._meter_table(True), now_ms, oldest)
+                decoded = decode(topic, payload, self._meter_table(force=True), now_ms, oldest)
         except Rejected as why:
             self.counts[f"rejected_{why.reason}"] += 1
-            self.deadletters.add(message.topic, message.payload, why.reason, why.detail)
+            dead.append((topic, payload, why.reason, why.detail, received_ms))
             return []
         for why, item in decoded.rejected:
             self.counts[f"rejected_{why.reason}"] += 1
-            self.deadletters.add(message.topic, item, why.reason, why.detail)
+            dead.append((topic, item, why.reason, why.detail, received_ms))
         self.counts["unknown_fields"] += decoded.unknown_fields
+        if decoded.status:
+            self.counts[f"status_{decoded.status}"] += 1
         return decoded.lines
 
-    def _flush(self, batch: list[str]) -> None:
-        """Write ``batch``, retrying while the store is away; drops nothing it can keep."""
-        delay, down_since = 0.5, None
-        while batch:
-            try:
-                self.store.write(batch)
-            except StoreUnavailable as exc:
-                if down_since is None:
-                    down_since = time.monotonic()
-                    log.error(STORE_DOWN, exc, len(batch))
-                if self._stop_now.wait(delay):
-                    return
-                delay = min(delay * 2, 10.0)
-                continue
-            except StoreRejected as exc:
-                self._flush_one_by_one(batch, exc)
-                return
-            if down_since is not None:
-                log.warning(STORE_BACK, len(batch))
-            self.counts["stored"] += len(batch)
-            return
+    def _store(self, lines: list[str]) -> bool:
+        """Write ``lines`` in batches, retrying while InfluxDB is away. False: gave up (stopping)."""
+        size = self.settings.batch_size
+        for i in range(0, len(lines), size):
+            chunk = lines[i:i + size]
+            delay, down_since = 0.2, None
+            while True:
+                began = time.monotonic()
+                try:
+                    self.store.write(chunk)
+                except StoreUnavailable as exc:
+                    if down_since is None:
+                        down_since = began
+                        self.store_ok = False
+                        log.error(STORE_DOWN, exc, self.spool.depth)
+                    if self._stop_now.wait(delay):
+                        return False
+                    delay = min(delay * 2, 5.0)
+                    continue
+                except StoreRejected as exc:
+                    self._store_one_by_one(chunk, exc)
+                    break
+                self.write_seconds += time.monotonic() - began
+                self.writes += 1
+                self.counts["stored"] += len(chunk)
+                if down_since is not None:
+                    self.store_ok = True
+                    log.warning(STORE_BACK, time.monotonic() - down_since)
+                break
+        return True
 
-    def _flush_one_by_one(self, batch: list[str], exc: StoreRejected) -> None:
-        """InfluxDB refused a batch: find the bad points so the good ones still land."""
+    def _store_one_by_one(self, batch: list[str], exc: StoreRejected) -> None:
+        """InfluxDB refused a batch (a field type clash, say): find the bad points, keep the rest."""
         log.warning("InfluxDB refused a batch of %d (%s); writing point by point", len(batch), exc)
+        dead: list[tuple[str, object, str, str, int]] = []
         for point in batch:
             try:
                 self.store.write([point])
                 self.counts["stored"] += 1
             except StoreRejected as why:
-                self.counts["rejected_store"] += 1
-                self.deadletters.add("store", point.encode(), "store_rejected", str(why)[:300])
+                self.counts["rejected_store_rejected"] += 1
+                dead.append(("store", point.encode(), "store_rejected", str(why)[:300], int(time.time() * 1000)))
+        self.deadletters.add_many(dead)
+
+    def drain_once(self) -> int:
+        """Move up to one pass of messages from the spool to the store; returns how many."""
+        rows = self.spool.head(MESSAGES_PER_PASS)
+        if not rows:
+            return 0
+        now_ms = int(time.time() * 1000)
+        dead: list[tuple[str, object, str, str, int]] = []
+        lines: list[str] = []
+        for _id, topic, payload, received_ms in rows:
+            lines.extend(self.decode_one(topic, bytes(payload), received_ms, now_ms, dead))
+        if not self._store(lines):
+            return 0
+        self.deadletters.add_many(dead)  # type: ignore[arg-type]
+        self.spool.remove_through(rows[-1][0])
+        return len(rows)
 
     def _write_loop(self) -> None:
-        batch: list[str] = []
-        deadline = time.monotonic() + self.settings.flush_interval_s
         while True:
-            timeout = max(0.0, deadline - time.monotonic())
-            try:
-                message = self._inbox.get(timeout=timeout)
-            except queue.Empty:
-                message = None
-            else:
-                if message is None:  # stop sentinel
-                    self._flush(batch)
+            moved = self.drain_once()
+            if moved:
+                continue
+            if self._stop.is_set() and not self._spooler.is_alive():
+                if self.spool.depth == 0 or self._stop_now.is_set():
                     return
-                batch.extend(self.handle(message))
-            if len(batch) >= self.settings.batch_size or time.monotonic() >= deadline:
-                self._flush(batch)
-                batch = []
-                deadline = time.monotonic() + self.settings.flush_interval_s
+                continue
+            self._spooled.wait(self.settings.flush_interval_s)
+            self._spooled.clear()
+
+    # -- health and metrics ---------------------------------------------------------------
+    def snapshot(self) -> tuple[dict[str, float], dict[str, float]]:
+        oldest = self.spool.oldest_ms()
+        gauges = {
+            "spool_depth": float(self.spool.depth),
+            "oldest_unflushed_age_seconds": 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000),
+            "write_seconds_avg": self.write_seconds / self.writes if self.writes else 0.0,
+            "mqtt_connected": float(self.connected.is_set()),
+            "store_up": float(self.store_ok),
+        }
+        return {k: float(v) for k, v in self.counts.items()}, gauges
+
+    def health(self) -> tuple[bool, dict[str, object]]:
+        ok = self.connected.is_set() and self.store_ok and self.fatal is None
+        return ok, {
+            "ok": ok,
+            "mqtt_connected": self.connected.is_set(),
+            "store_up": self.store_ok,
+            "spool_depth": self.spool.depth,
+            "error": self.fatal,
+        }
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> Collector:
-        self.store.ensure_database()
+        try:
+            self.store.ensure_database()
+        except StoreUnavailable as exc:  # the spool takes messages meanwhile
+            log.error("%s; starting anyway, messages wait in the spool", exc)
+        if self.spool.depth:
+            log.info("draining %d messages left in the spool by the previous run", self.spool.depth)
+        if self.settings.metrics_port:
+            try:
+                self._metrics = MetricsServer(
+                    self.settings.dashboard_host, self.settings.metrics_port, self.snapshot, self.health
+                ).start()
+            except OSError as exc:
+                log.error("metrics port %s: %s; /metrics is off", self.settings.metrics_port, exc)
+        self._spooler.start()
         self._writer.start()
         target = self.settings.mqtt
         self._client.connect_async(target.host, target.port, keepalive=30)
@@ -201,15 +299,24 @@ class Collector:
         return self
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop taking messages, write what was taken, and disconnect."""
-        self._stop.set()
+        """Stop taking messages, store what was taken, and disconnect."""
         self._client.disconnect()
         self._client.loop_stop()
-        self._inbox.put(None)
+        self._stop.set()
+        with self._pending_cv:
+            self._pending_cv.notify_all()
+        self._spooler.join(timeout_s)
+        self._spooled.set()
         self._writer.join(timeout_s)
         if self._writer.is_alive():
+            log.error("InfluxDB still unavailable; %d messages stay in the spool for the next start",
+                      self.spool.depth)
             self._stop_now.set()
-            self._writer.join(5)
+            self._writer.join(10)
+        if self._metrics:
+            self._metrics.stop()
+        self.spool.close()
+        self.deadletters.close()
         self.registry.close()
         log.info("collector stopped: %s", dict(self.counts))
 
@@ -217,7 +324,7 @@ class Collector:
 def run(settings: Settings, stop: threading.Event) -> int:
     collector = Collector(settings).start()
     try:
-        while not stop.wait(1.0):
+        while not stop.wait(0.5):
             if collector.fatal:
                 return 2
     finally:

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from core.errors import PqmonError
@@ -153,14 +153,31 @@ def _report_csv(report: dict[str, Any]) -> str:
     return out.getvalue()
 
 
+def _epoch_ms(day: date | None) -> int | None:
+    if day is None:
+        return None
+    return int(datetime.combine(day, time(0), tzinfo=UTC).timestamp() * 1000)
+
+
 def cmd_deadletter_list(args: argparse.Namespace, settings: Settings) -> int:
     from collector.deadletter import DeadLetters
 
     shown = 0
-    for rec in DeadLetters(settings.data_dir / "deadletter").records(args.reason, args.site):
+    letters = DeadLetters(settings.data_dir / "deadletter.db")
+    for rec in letters.records(args.reason, args.site, _epoch_ms(args.since), _epoch_ms(args.until)):
+        rec.pop("raw")
         print(json.dumps(rec, ensure_ascii=False))
         shown += 1
     print(f"{shown} dead letter(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_deadletter_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from collector.replay import replay
+
+    result = replay(settings, reason=args.reason, site=args.site)
+    print(f"replayed {result.replayed} message(s): {result.stored} point(s) stored, "
+          f"{result.still_rejected} still rejected (kept)")
     return 0
 
 
@@ -218,7 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = dl.add_parser("list", help="list dead letters as JSON lines")
     p.add_argument("--reason")
     p.add_argument("--site")
+    p.add_argument("--since", type=_day, help="received on or after this UTC day")
+    p.add_argument("--until", type=_day, help="received before this UTC day")
     p.set_defaults(func=cmd_deadletter_list)
+    p = dl.add_parser("replay", help="validate dead letters again; store those that now pass")
+    p.add_argument("--reason")
+    p.add_argument("--site")
+    p.set_defaults(func=cmd_deadletter_replay)
     return parser
 
 

@@ -42,6 +42,11 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("PQMON_DASHBOARD_PORT", "8050", "dashboard port"),
     ("PQMON_BATCH_SIZE", "5000", "collector: points per InfluxDB write"),
     ("PQMON_FLUSH_INTERVAL_S", "0.5", "collector: longest wait before a partial batch is written"),
+    ("PQMON_SPOOL_MAX_MESSAGES", "1000000", "collector: spool bound; at it the collector stops acknowledging"),
+    ("PQMON_SPOOL_FSYNC", "false", "collector: fsync every spool commit (survives power loss, slower)"),
+    ("PQMON_METRICS_PORT", "9108", "collector: /healthz and /metrics port on the dashboard host (0: off)"),
+    ("PQMON_RETENTION_DAYS", "400", "collector: readings older than this are rejected as too old"),
+    ("PQMON_LOG_FORMAT", "text", "text, or json for one JSON object per log line"),
     ("PQMON_WORKER_INTERVAL_S", "60", "worker: seconds between analysis passes"),
     ("PQMON_LOOKBACK_DAYS", "90", "worker: how far back late data is taken into account"),
     ("PQMON_OUTAGE_AS_UNDER", "false", "count outage minutes as under-limit instead of excluding them"),
@@ -75,6 +80,11 @@ class Settings:
     dashboard_host: str
     dashboard_port: int
     batch_size: int
+    spool_max_messages: int
+    spool_fsync: bool
+    metrics_port: int
+    retention_days: int
+    log_format: str
     flush_interval_s: float
     worker_interval_s: float
     lookback_days: int
@@ -126,6 +136,16 @@ def _number(name: str, raw: str, kind: type[int] | type[float]) -> int | float:
     return value
 
 
+def _port(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a port number, got {raw!r}") from None
+    if not 0 <= value <= 65535:
+        raise ConfigError(f"{name} must be a port number (0 to 65535), got {raw!r}")
+    return value
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``environ`` (default: ``os.environ``), then check them."""
     env = dict(os.environ if environ is None else environ)
@@ -161,8 +181,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         data_dir=data_dir,
         secret_key=Secret(merged["PQMON_SECRET_KEY"]),
         dashboard_host=merged["PQMON_DASHBOARD_HOST"],
-        dashboard_port=int(_number("PQMON_DASHBOARD_PORT", merged["PQMON_DASHBOARD_PORT"], int)),
+        dashboard_port=_port("PQMON_DASHBOARD_PORT", merged["PQMON_DASHBOARD_PORT"]),
         batch_size=int(_number("PQMON_BATCH_SIZE", merged["PQMON_BATCH_SIZE"], int)),
+        spool_max_messages=int(
+            _number("PQMON_SPOOL_MAX_MESSAGES", merged["PQMON_SPOOL_MAX_MESSAGES"], int)
+        ),
+        spool_fsync=_flag("PQMON_SPOOL_FSYNC", merged["PQMON_SPOOL_FSYNC"]),
+        metrics_port=_port("PQMON_METRICS_PORT", merged["PQMON_METRICS_PORT"]),
+        retention_days=int(_number("PQMON_RETENTION_DAYS", merged["PQMON_RETENTION_DAYS"], int)),
+        log_format=merged["PQMON_LOG_FORMAT"],
         flush_interval_s=float(
             _number("PQMON_FLUSH_INTERVAL_S", merged["PQMON_FLUSH_INTERVAL_S"], float)
         ),
@@ -179,6 +206,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 def _check(s: Settings) -> None:
     parse_mqtt_url(s.mqtt_url)
+    if s.log_format not in ("text", "json"):
+        raise ConfigError(f"PQMON_LOG_FORMAT must be text or json, got {s.log_format!r}")
     if s.influx_token and (s.influx_user or s.influx_password):
         raise ConfigError(
             "Set either PQMON_INFLUX_TOKEN or PQMON_INFLUX_USER/PQMON_INFLUX_PASSWORD, not both"

@@ -26,6 +26,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from core.registry import Registry
 from core.servers import LocalInflux, LocalMosquitto
@@ -44,8 +45,13 @@ COLLECTOR_READY_TIMEOUT_S = 60.0
 PLANNED_AHEAD_DAYS = 14
 # Settings that point at servers: ``up`` runs its own, so the caller's values must not leak.
 _SERVER_VARS = (
-    "PQMON_MQTT_URL", "PQMON_MQTT_CA_FILE", "PQMON_INFLUX_URL", "PQMON_INFLUX_TOKEN",
-    "PQMON_INFLUX_USER", "PQMON_INFLUX_PASSWORD", "PQMON_PASSWORD",
+    "PQMON_MQTT_URL",
+    "PQMON_MQTT_CA_FILE",
+    "PQMON_INFLUX_URL",
+    "PQMON_INFLUX_TOKEN",
+    "PQMON_INFLUX_USER",
+    "PQMON_INFLUX_PASSWORD",
+    "PQMON_PASSWORD",
 )
 
 
@@ -94,8 +100,13 @@ class Supervisor:
             fh.write(f"\n--- {datetime.now(UTC).isoformat()} {' '.join(argv)}\n".encode())
             fh.flush()
             child.proc = subprocess.Popen(
-                argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self.env, cwd=self.cwd, start_new_session=True,
+                argv,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
             )
         self.children.append(child)
         log.info("started %s (pid %d), log %s", name, child.proc.pid, child.log_path)
@@ -116,8 +127,21 @@ def child_commands(accounts: int, seed: int, speed: float, days: float) -> list[
         ("collector", [*py, "collector"]),
         ("worker", [*py, "worker"]),
         ("dashboard", [*py, "dashboard"]),
-        ("simulate", [*py, "simulate", "--accounts", str(accounts), "--seed", str(seed),
-                      "--speed", f"{speed:g}", "--days", f"{days:g}"]),
+        (
+            "simulate",
+            [
+                *py,
+                "simulate",
+                "--accounts",
+                str(accounts),
+                "--seed",
+                str(seed),
+                "--speed",
+                f"{speed:g}",
+                "--days",
+                f"{days:g}",
+            ],
+        ),
     ]
 
 
@@ -185,8 +209,7 @@ def seed_registry(
     customer_site = fed[0]
     registry.add_user(DEMO_MANAGER, "manager", password, manager_sites)
     registry.add_user(DEMO_CUSTOMER, "customer", password, [customer_site])
-    return DemoLogins(DEMO_MANAGER, manager_sites, DEMO_CUSTOMER, customer_site, password,
-                      from_env)
+    return DemoLogins(DEMO_MANAGER, manager_sites, DEMO_CUSTOMER, customer_site, password, from_env)
 
 
 def _naive_utc(ms: int) -> datetime:
@@ -212,7 +235,7 @@ def wait_for_mqtt_clients(
         except ValueError:
             pass
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pqmon-up-{os.getpid()}")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pqmon-up-{os.getpid()}")
     client.on_message = on_message
     client.on_connect = lambda c, *_: c.subscribe("$SYS/broker/clients/connected")
     client.connect(target.host, target.port)
@@ -228,6 +251,10 @@ def wait_for_mqtt_clients(
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def _alive(child: Child) -> Callable[[], bool]:
+    return lambda: child.exited() is None
 
 
 def _install_stop_handlers(stop: threading.Event) -> Callable[[], None]:
@@ -283,8 +310,9 @@ def up(
         fleet.write_registry_csv(data_dir / "fleet-registry.csv")
         registry = Registry(settings.registry_url)
         try:
-            logins = seed_registry(registry, fleet, int(time.time() * 1000), days,
-                                   environ.get("PQMON_PASSWORD") or None)
+            logins = seed_registry(
+                registry, fleet, int(time.time() * 1000), days, environ.get("PQMON_PASSWORD") or None
+            )
         finally:
             registry.close()
 
@@ -298,21 +326,37 @@ def up(
         for name, argv in plan:
             child = supervisor.start(name, argv)
             if name == "collector":
-                ready = wait_for_mqtt_clients(mosquitto.url, 1, COLLECTOR_READY_TIMEOUT_S,
-                                              alive=lambda c=child: c.exited() is None)
+                ready = wait_for_mqtt_clients(
+                    mosquitto.url, 1, COLLECTOR_READY_TIMEOUT_S, alive=_alive(child)
+                )
                 if not ready and child.exited() is None:
-                    log.warning("the collector has not connected to MQTT after %gs; going on",
-                                COLLECTOR_READY_TIMEOUT_S)
+                    log.warning(
+                        "the collector has not connected to MQTT after %gs; going on",
+                        COLLECTOR_READY_TIMEOUT_S,
+                    )
             if stop.is_set() or supervisor.first_exited():
                 break
-        _banner(out, settings, logins, fleet, mosquitto.url, influx.url, dashboard_port,
-                data_dir / "logs", [name for name, _ in plan])
+        _banner(
+            out,
+            settings,
+            logins,
+            fleet,
+            mosquitto.url,
+            influx.url,
+            dashboard_port,
+            data_dir / "logs",
+            [name for name, _ in plan],
+        )
 
         while not stop.wait(0.5):
             dead = supervisor.first_exited()
             if dead is not None:
-                print(f"\n{dead.name} exited with code {dead.exited()}; stopping everything. "
-                      f"Last lines of {dead.log_path}:\n{dead.log_tail()}", file=out, flush=True)
+                print(
+                    f"\n{dead.name} exited with code {dead.exited()}; stopping everything. "
+                    f"Last lines of {dead.log_path}:\n{dead.log_tail()}",
+                    file=out,
+                    flush=True,
+                )
                 rc = 1
                 break
     finally:
@@ -345,8 +389,7 @@ def _banner(
         f"  logins      {logins.manager} (manager, {len(logins.manager_sites)} accounts) and "
         f"{logins.customer} (customer of {logins.customer_site})",
         f"  password    {password}   (shown once; set PQMON_PASSWORD to choose it)",
-        f"  fleet       {len(fleet.accounts)} accounts, {len(fleet.feeders)} feeders "
-        f"(seed {fleet.seed})",
+        f"  fleet       {len(fleet.accounts)} accounts, {len(fleet.feeders)} feeders (seed {fleet.seed})",
         f"  MQTT        {mqtt_url}",
         f"  InfluxDB    {influx_url}  database {settings.influx_db}",
         f"  registry    {settings.registry_url}",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from core.servers import LocalInflux, LocalMosquitto
+from core.servers import LocalInflux, LocalMosquitto, free_port
 
 _db_numbers = itertools.count(1)
 
@@ -44,6 +44,7 @@ def pqmon_env(tmp_path: Path, influx: LocalInflux, mosquitto: LocalMosquitto) ->
             "PQMON_REGISTRY_URL": f"sqlite:///{tmp_path / 'registry.db'}",
             "PQMON_DATA_DIR": str(tmp_path / "var"),
             "PQMON_FLUSH_INTERVAL_S": "0.2",
+            "PQMON_METRICS_PORT": str(free_port()),
         }
     )
     return env

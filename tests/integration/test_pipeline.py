@@ -115,7 +115,7 @@ def test_pipeline_vqr1_end_to_end(pqmon_env: dict[str, str], tmp_path: Path, sce
         wait_until(lambda: stored("reading", "A001", "ua") == len(minutes), 60, "A001 readings stored")
         wait_until(lambda: stored("reading", "F12", "ua") == 1440, 30, "F12 readings stored")
         wait_until(lambda: stored("event", "A001", "event_id") == 2, 30, "events stored")
-        deadletters = DeadLetters(Path(pqmon_env["PQMON_DATA_DIR"]) / "deadletter")
+        deadletters = DeadLetters(Path(pqmon_env["PQMON_DATA_DIR"]))
         wait_until(lambda: len(_stream_letters(deadletters)) == 4, 30, "dead letters")
     finally:
         client.loop_stop()
@@ -167,9 +167,13 @@ def _stream_letters(deadletters: DeadLetters) -> list[dict[str, object]]:
 
 def _subscribed(env: dict[str, str]) -> bool:
     """True once a message published now reaches the collector (it dead-letters it)."""
-    probe_dir = Path(env["PQMON_DATA_DIR"]) / "deadletter"
-    if any(r["topic"] == "pq/v1/PROBE/PROBE/reading" for r in DeadLetters(probe_dir).records()):
-        return True
+    if (Path(env["PQMON_DATA_DIR"]) / "deadletter.db").exists():
+        letters = DeadLetters(Path(env["PQMON_DATA_DIR"]))
+        try:
+            if any(r["topic"] == "pq/v1/PROBE/PROBE/reading" for r in letters.records()):
+                return True
+        finally:
+            letters.close()
     client = publisher(env["PQMON_MQTT_URL"], "test-probe")
     try:
         publish(client, "pq/v1/PROBE/PROBE/reading", b"{}")
