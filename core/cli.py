@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 from core.errors import PqmonError
+from core.logs import configure as configure_logging
 from core.settings import Settings, load_settings
 
 log = logging.getLogger("pqmon")
@@ -181,6 +182,20 @@ def cmd_deadletter_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_broker_credentials(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from collector.broker import write_credentials
+    from core.registry import Registry
+
+    out = Path(args.out_dir)
+    passwords = write_credentials(Registry(settings.registry_url), out, args.collector_user,
+                                  os.environ.get("PQMON_PASSWORD"))
+    print(f"wrote {out / 'passwd'}, {out / 'acl'} and {out / 'meter-credentials.csv'} "
+          f"for {len(passwords) - 1} meter(s) and the collector user {args.collector_user}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pqmon", description="key-account supply-quality monitoring")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -231,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["json", "csv"], default="json")
     p.set_defaults(func=cmd_report)
 
+    br = sub.add_parser("broker", help="MQTT broker security").add_subparsers(dest="sub", required=True)
+    p = br.add_parser("credentials", help="per-meter passwords and an ACL for Mosquitto, from the registry")
+    p.add_argument("out_dir")
+    p.add_argument("--collector-user", default="pqmon-collector")
+    p.set_defaults(func=cmd_broker_credentials)
+
     dl = sub.add_parser("deadletter", help="rejected messages").add_subparsers(dest="sub", required=True)
     p = dl.add_parser("list", help="list dead letters as JSON lines")
     p.add_argument("--reason")
@@ -247,12 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
         settings = load_settings()
+        configure_logging(args.verbose, settings.log_format)
         return int(args.func(args, settings) or 0)
     except PqmonError as exc:
         print(f"pqmon: {exc}", file=sys.stderr)

@@ -61,7 +61,9 @@ class ServerProcess:
     def _spawn(self, argv: list[str]) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
-        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         log.close()
 
     def running(self) -> bool:
@@ -92,9 +94,10 @@ class ServerProcess:
 class LocalMosquitto(ServerProcess):
     """Mosquitto with persistence on, listening on 127.0.0.1 only."""
 
-    def __init__(self, data_dir: Path, port: int = 0, extra_conf: str = "") -> None:
+    def __init__(self, data_dir: Path, port: int = 0, extra_conf: str = "", anonymous: bool = True) -> None:
         super().__init__("mosquitto", Path(data_dir), port)
         self.extra_conf = extra_conf
+        self.anonymous = anonymous
 
     @property
     def url(self) -> str:
@@ -107,7 +110,7 @@ class LocalMosquitto(ServerProcess):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+            f"allow_anonymous {'true' if self.anonymous else 'false'}\n"
             "persistence true\n"
             f"persistence_location {self.data_dir.absolute()}/\n"
             "autosave_interval 1\n"
