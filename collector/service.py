@@ -31,7 +31,7 @@ from core.store import InfluxStore
 
 log = logging.getLogger(__name__)
 
-SUBSCRIPTION = "$share/pqmon/pq/v1/+/+/+"
+TOPICS = "pq/v1/+/+/+"
 REGISTRY_REFRESH_S = 30.0
 MESSAGES_PER_PASS = 2000
 STORE_DOWN = "InfluxDB is unavailable (%s); %d messages wait in the spool. Check PQMON_INFLUX_URL."
@@ -76,6 +76,17 @@ class Collector:
         self._metrics: MetricsServer | None = None
 
     # -- MQTT side ------------------------------------------------------------------------
+    @property
+    def subscription(self) -> str:
+        """A plain subscription unless a share group is set for several collectors.
+
+        Mosquitto 2.0 does not restore shared subscriptions from its persistence file, so
+        after a broker restart a shared group misses what is published before the collector
+        resubscribes; a plain subscription of a persistent session does not (DESIGN §2 departs).
+        """
+        group = self.settings.mqtt_share_group
+        return f"$share/{group}/{TOPICS}" if group else TOPICS
+
     def _make_client(self) -> mqtt.Client:
         target = self.settings.mqtt
         client = mqtt.Client(
@@ -106,10 +117,10 @@ class Collector:
                 log.warning("MQTT connection refused: %s", reason_code)
             return
         # Resubscribe on every connect: a fresh broker may not know the session.
-        client.subscribe(SUBSCRIPTION, qos=1)
+        client.subscribe(self.subscription, qos=1)
         self.connected.set()
         log.info("connected to MQTT %s:%s (session present: %s), subscribed to %s",
-                 self.settings.mqtt.host, self.settings.mqtt.port, flags.session_present, SUBSCRIPTION)
+                 self.settings.mqtt.host, self.settings.mqtt.port, flags.session_present, self.subscription)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
         self.connected.clear()

@@ -6,6 +6,7 @@ both get a process they own, data in a directory they choose, and a clean stop.
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -111,6 +112,8 @@ class LocalMosquitto(ServerProcess):
         conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             f"allow_anonymous {'true' if self.anonymous else 'false'}\n"
+            # As root Mosquitto drops to user "mosquitto", who cannot write our data dir.
+            f"user {getpass.getuser()}\n"
             "persistence true\n"
             f"persistence_location {self.data_dir.absolute()}/\n"
             "autosave_interval 1\n"

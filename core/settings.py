@@ -7,14 +7,18 @@ Secrets are wrapped in :class:`Secret` so that they never show up in a repr or a
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.errors import ConfigError
+
+
+IDENT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 class Secret(str):
@@ -29,6 +33,7 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("PQMON_MQTT_URL", "mqtt://127.0.0.1:1883", "MQTT broker: mqtt://user:pass@host:1883, mqtts:// for TLS"),
     ("PQMON_MQTT_CA_FILE", "", "CA bundle for mqtts:// (empty: the system's)"),
     ("PQMON_MQTT_CLIENT_ID", "pqmon-collector", "stable client id so the persistent session survives restarts"),
+    ("PQMON_MQTT_SHARE_GROUP", "", "run several collectors: MQTT shared-subscription group (e.g. pqmon)"),
     ("PQMON_INFLUX_URL", "http://127.0.0.1:8086", "InfluxDB base URL (v1-compatible HTTP API)"),
     ("PQMON_INFLUX_DB", "pqmon", "InfluxDB database (1.x) or DBRP-mapped bucket (2.x/3.x)"),
     ("PQMON_INFLUX_TOKEN", "", "API token (InfluxDB 2.x/3.x); sent as 'Authorization: Token ...'"),
@@ -68,6 +73,7 @@ class Settings:
     mqtt_url: str
     mqtt_ca_file: str
     mqtt_client_id: str
+    mqtt_share_group: str
     influx_url: str
     influx_db: str
     influx_token: Secret
@@ -171,6 +177,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         mqtt_url=merged["PQMON_MQTT_URL"],
         mqtt_ca_file=merged["PQMON_MQTT_CA_FILE"],
         mqtt_client_id=merged["PQMON_MQTT_CLIENT_ID"],
+        mqtt_share_group=merged["PQMON_MQTT_SHARE_GROUP"],
         influx_url=merged["PQMON_INFLUX_URL"].rstrip("/"),
         influx_db=merged["PQMON_INFLUX_DB"],
         influx_token=Secret(merged["PQMON_INFLUX_TOKEN"]),
@@ -206,6 +213,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 def _check(s: Settings) -> None:
     parse_mqtt_url(s.mqtt_url)
+    if s.mqtt_share_group and not IDENT.match(s.mqtt_share_group):
+        raise ConfigError(f"PQMON_MQTT_SHARE_GROUP must be letters, digits, _ . -, got {s.mqtt_share_group!r}")
     if s.log_format not in ("text", "json"):
         raise ConfigError(f"PQMON_LOG_FORMAT must be text or json, got {s.log_format!r}")
     if s.influx_token and (s.influx_user or s.influx_password):
@@ -222,4 +231,4 @@ def setting_names() -> list[str]:
     return [name for name, _, _ in SETTINGS]
 
 
-__all__ = ["Settings", "Secret", "load_settings", "parse_mqtt_url", "SETTINGS", "fields"]
+__all__ = ["Settings", "Secret", "load_settings", "parse_mqtt_url", "SETTINGS"]
