@@ -94,21 +94,31 @@ def rollup_site(
         interval = readings["interval_s"].fillna(DEFAULT_INTERVAL_S).to_numpy(np.float64)
     else:
         interval = np.full(len(readings), DEFAULT_INTERVAL_S)
+    # The minute grid reaches over every reading given, so that an interruption seen in
+    # readings across the window's edge is found whole (and counted on the day it began).
+    grid_start = min(start_ms, int(times.min()) // MINUTE_MS * MINUTE_MS) if times.size else start_ms
+    grid_end = max(end_ms, int((times + interval * 1000).max())) if times.size else end_ms
+    grid_n = -(-(grid_end - grid_start) // MINUTE_MS)
+    offset = (start_ms - grid_start) // MINUTE_MS
     means: dict[str, np.ndarray] = {}
     nominal: dict[str, float] = {}
+    grid_means = []
     for ch in channels:
         values = readings[ch].to_numpy(np.float64) if ch in readings else np.full(len(times), np.nan)
-        means[ch] = minute_means(times, values, interval, start_ms, n)
         nominal[ch] = spec.nominal_v * (math.sqrt(3) if ch in LINE_FIELDS else 1.0)
+        on_grid = minute_means(times, values, interval, grid_start, grid_n)
+        grid_means.append(on_grid / nominal[ch])
+        means[ch] = on_grid[offset:offset + n]
 
     # Every phase below 10 % of nominal: an interruption seen in the readings.
-    stacked = np.vstack([means[ch] / nominal[ch] for ch in channels])
-    any_data = ~np.isnan(stacked).all(axis=0)
+    stacked = np.vstack(grid_means)
+    grid_data = ~np.isnan(stacked).all(axis=0)
     with np.errstate(invalid="ignore"):
-        low = any_data & np.all(np.isnan(stacked) | (stacked < outage_rules.INTERRUPTION_FRACTION), axis=0)
+        low = grid_data & np.all(np.isnan(stacked) | (stacked < outage_rules.INTERRUPTION_FRACTION), axis=0)
+    any_data = grid_data[offset:offset + n]
 
     found = outage_rules.merge(
-        outage_rules.from_events(events) + outage_rules.from_low_minutes(low, start_ms)
+        outage_rules.from_events(events) + outage_rules.from_low_minutes(low, grid_start)
     )
     found = outage_rules.classify(found, planned_windows_ms or [])
     out_mask = outage_minute_mask([(o.start_ms, o.end_or(now_ms)) for o in found], start_ms, n)

@@ -148,11 +148,6 @@ def test_reading_outage_across_midnight_minutes_agree():
     assert whole.rel["outage_s"].tolist() == [p.rel["outage_s"].iloc[0] for p in parts] == [120.0, 120.0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rollup_site cuts a reading-derived outage at the window edge: day by day, a 4-min "
-    "interruption across midnight becomes two 2-min short ones (bug in analysis/rollup.py)",
-)
 def test_reading_outage_across_midnight_counts_agree():
     readings, events, days, now = _low_across_midnight()
     whole = rollup_site(SPEC, readings, events, days, _policy(), now)
@@ -161,11 +156,6 @@ def test_reading_outage_across_midnight_counts_agree():
     assert whole.rel[cols].sum().to_dict() == parts[cols].sum().to_dict()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="minute_means weights a replayed sub-minute reading twice, so a duplicate row can "
-    "move a minute mean across a limit (bug in analysis/qualification.py)",
-)
 def test_replayed_sub_minute_reading_changes_nothing():
     readings = pd.DataFrame({"time": [T0, T0 + 30_000], "ua": [230.0, 240.0], "interval_s": 30.0})
     events = pd.DataFrame({"time": np.zeros(0, np.int64), "type": [], "event_id": []})
