@@ -50,7 +50,8 @@ class RollupPolicy:
 class SiteRollup:
     vq: pd.DataFrame  # day_ms, phase, monitored_min, over_min, under_min, outage_min, missing_min, vqr_pct ...
     rel: pd.DataFrame  # day_ms, outage_s, short_s, outages_* ...
-    outages: list[outage_rules.Outage] = field(default_factory=list)
+    outages: list[outage_rules.Outage] = field(default_factory=list)  # begun inside the window
+    found: list[outage_rules.Outage] = field(default_factory=list)  # every outage seen
 
 
 def channels_for(spec: SiteSpec, readings: pd.DataFrame) -> tuple[str, ...]:
@@ -87,7 +88,7 @@ def rollup_site(
     elapsed = minute_start < now_ms  # minutes still to come are neither monitored nor missing
 
     if len(readings):  # a replayed row must not weigh twice in a minute mean
-        readings = readings.drop_duplicates(subset="time", keep="last")
+        readings = readings.drop_duplicates()
     channels = channels_for(spec, readings)
     times = readings["time"].to_numpy(np.int64) if len(readings) else np.zeros(0, np.int64)
     if "interval_s" in readings:
@@ -162,7 +163,7 @@ def rollup_site(
         _rel_row(d, policy, found, now_ms) for d in days if day_start_ms(d, policy.tz) < now_ms
     ]
     in_window = [o for o in found if start_ms <= o.start_ms < end_ms]
-    return SiteRollup(pd.DataFrame(vq_rows), pd.DataFrame(rel_rows), in_window)
+    return SiteRollup(pd.DataFrame(vq_rows), pd.DataFrame(rel_rows), in_window, found)
 
 
 def _vq_row(

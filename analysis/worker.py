@@ -1,8 +1,11 @@
 """The analysis worker: reads raw data per site, rolls it up, writes the derived series.
 
-Thin I/O around :mod:`analysis.rollup`. Each pass recomputes, for every site, the local
-days from its first data inside the look-back window up to today, so late data is taken
-in on the next pass and a recomputation overwrites (never adds to) what was there.
+Thin I/O around :mod:`analysis.rollup`. The first pass (or ``--full``) computes every day
+with data inside the look-back window. Later passes are incremental: they recompute the
+days the collector marked dirty (late data), the days still in progress at the previous
+pass, and the days of outages that are still open. A window grows until it holds every
+outage that touches it, so an outage is never half recomputed; a recomputation
+overwrites what was there, so running it twice changes nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ log = logging.getLogger(__name__)
 
 EVENT_LOOKBEHIND_MS = 7 * 86_400_000  # a power_off this long before the window still counts
 READING_LOOKBEHIND_MS = 3_600_000  # a 15- or 60-minute value that began before midnight
+LAST_PASS_KEY = "worker.last_pass_ms"
+MAX_WINDOW_GROWTH = 4
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ class PassResult:
     days: int
     points: int
     seconds: float
+    full: bool
 
 
 def site_spec(site: Site) -> tuple[SiteSpec, str] | None:
@@ -65,17 +71,17 @@ def read_site(
     store: InfluxStore, site: Site, meter_id: str, start_ms: int, end_ms: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     fields = ", ".join(f'"{f}"' for f in (*VOLTAGE_FIELDS, "interval_s"))
-    readings = store.query_frame(
+    readings = store.query_csv(
         f"SELECT {fields} FROM reading WHERE site = {quote_literal(site.id)}"
         f" AND meter = {quote_literal(meter_id)}"
         f" AND time >= {start_ms - READING_LOOKBEHIND_MS}ms AND time < {end_ms}ms"
     )
-    events = store.query_frame(
+    events = store.query_csv(
         f'SELECT "event_id", "type" FROM event WHERE site = {quote_literal(site.id)}'
         f" AND time >= {start_ms - EVENT_LOOKBEHIND_MS}ms"
     )
     if events.empty:
-        events = pd.DataFrame({"time": [], "type": [], "event_id": []})
+        events = pd.DataFrame({"time": pd.Series([], dtype="int64"), "type": [], "event_id": []})
     if readings.empty:
         readings = pd.DataFrame({"time": pd.Series([], dtype="int64")})
     return readings, events
@@ -114,35 +120,92 @@ def outage_lines(site: Site, result: SiteRollup, short_s: float, now_ms: int) ->
     ]
 
 
-def analyse_site(
-    store: InfluxStore,
-    registry: Registry,
-    site: Site,
-    days: list[date],
-    policy: RollupPolicy,
-    short_s: float,
-    now_ms: int,
-) -> int:
-    found = site_spec(site)
-    if found is None or not days:
-        return 0
-    spec, meter_id = found
-    start_ms = day_start_ms(days[0], policy.tz)
-    end_ms = day_start_ms(days[-1] + timedelta(days=1), policy.tz)
-    readings, events = read_site(store, site, meter_id, start_ms, end_ms)
-    planned = [
-        (int(s.replace(tzinfo=UTC).timestamp() * 1000), int(e.replace(tzinfo=UTC).timestamp() * 1000))
-        for s, e in registry.planned_outages(site.id)
-    ]
-    result = rollup_site(spec, readings, events, days, policy, now_ms, planned)
-    # Outages are keyed by start time and tags that can change (short -> sustained, open ->
-    # closed), so the window's derived outages are replaced rather than overwritten.
-    store.query_raw(
-        f"DELETE FROM outage WHERE site = {quote_literal(site.id)}"
-        f" AND time >= {start_ms}ms AND time < {end_ms}ms"
-    )
-    lines = to_lines(site, result) + outage_lines(site, result, short_s, now_ms)
-    return store.write(lines)
+def runs(days: list[date]) -> list[tuple[date, date]]:
+    """Sorted days as (first, last) runs of consecutive days."""
+    out: list[tuple[date, date]] = []
+    for d in days:
+        if out and d - out[-1][1] == timedelta(days=1):
+            out[-1] = (out[-1][0], d)
+        else:
+            out.append((d, d))
+    return out
+
+
+class Analyser:
+    """One pass's I/O for one site at a time, so memory does not grow with the fleet."""
+
+    def __init__(self, settings: Settings, store: InfluxStore, registry: Registry, now_ms: int) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.now_ms = now_ms
+        self.policy = RollupPolicy(settings.tz, settings.short_outage_s, settings.outage_as_under)
+        self.today = local_day(now_ms, settings.tz)
+        self.horizon = self.today - timedelta(days=settings.lookback_days)
+
+    def compute(self, site: Site, first: date, last: date) -> tuple[list[date], SiteRollup] | None:
+        """Roll up [first, last], growing the window until it holds every outage touching it."""
+        found = site_spec(site)
+        if found is None:
+            return None
+        spec, meter_id = found
+        planned = [
+            (int(s.replace(tzinfo=UTC).timestamp() * 1000), int(e.replace(tzinfo=UTC).timestamp() * 1000))
+            for s, e in self.registry.planned_outages(site.id)
+        ]
+        tz = self.settings.tz
+        for _ in range(MAX_WINDOW_GROWTH):
+            days = days_between(first, last)
+            start_ms = day_start_ms(first, tz)
+            end_ms = day_start_ms(last + timedelta(days=1), tz)
+            readings, events = read_site(self.store, site, meter_id, start_ms, end_ms)
+            result = rollup_site(spec, readings, events, days, self.policy, self.now_ms, planned)
+            touching = [o for o in result.found if o.start_ms < end_ms and o.end_or(self.now_ms) > start_ms]
+            want_first = min([first, *(local_day(o.start_ms, tz) for o in touching)])
+            want_last = max([last, *(local_day(o.end_or(self.now_ms) - 1, tz) for o in touching)])
+            want_first, want_last = max(want_first, self.horizon), min(want_last, self.today)
+            if (want_first, want_last) == (first, last):
+                break
+            first, last = want_first, want_last
+        return days, result
+
+    def write(self, site: Site, days: list[date], result: SiteRollup) -> int:
+        tz = self.settings.tz
+        start_ms = day_start_ms(days[0], tz)
+        end_ms = day_start_ms(days[-1] + timedelta(days=1), tz)
+        # Outages are keyed by start time and tags that can change (short -> sustained, open ->
+        # closed), so the window's derived outages are replaced rather than overwritten.
+        self.store.query_raw(
+            f"DELETE FROM outage WHERE site = {quote_literal(site.id)}"
+            f" AND time >= {start_ms}ms AND time < {end_ms}ms"
+        )
+        lines = to_lines(site, result) + outage_lines(site, result, self.settings.short_outage_s, self.now_ms)
+        return self.store.write(lines)
+
+    def full_plan(self) -> dict[str, list[tuple[date, date]]]:
+        since = day_start_ms(self.horizon, self.settings.tz)
+        return {
+            site: [(max(local_day(first_ms, self.settings.tz), self.horizon), self.today)]
+            for site, first_ms in _first_times(self.store, since).items()
+        }
+
+    def incremental_plan(self, last_pass_ms: int) -> dict[str, list[tuple[date, date]]]:
+        tz = self.settings.tz
+        wanted: dict[str, set[date]] = {}
+        for site, days in self.registry.dirty_days().items():
+            wanted.setdefault(site, set()).update(d for d in days if self.horizon <= d <= self.today)
+        since = day_start_ms(self.horizon, tz)
+        in_progress = days_between(min(local_day(last_pass_ms, tz), self.today), self.today)
+        for df in self.store.query(
+            f"SELECT last(monitored_min) FROM vq_daily WHERE phase = 'all' AND time >= {since}ms GROUP BY site"
+        ):
+            wanted.setdefault(df.attrs["tags"]["site"], set()).update(in_progress)
+        for df in self.store.query(
+            f'SELECT start_ms FROM outage WHERE "open" = true AND time >= {since}ms GROUP BY site'
+        ):
+            first_open = local_day(int(df["start_ms"].min()), tz)
+            wanted.setdefault(df.attrs["tags"]["site"], set()).update(days_between(first_open, self.today))
+        return {site: runs(sorted(days)) for site, days in wanted.items() if days}
 
 
 def run_once(
@@ -150,28 +213,36 @@ def run_once(
     store: InfluxStore,
     registry: Registry,
     now_ms: int | None = None,
+    full: bool = False,
 ) -> PassResult:
-    """One full analysis pass over every registered site."""
+    """One analysis pass: everything on the first run or with ``full``, else what changed."""
     began = time.monotonic()
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    policy = RollupPolicy(settings.tz, settings.short_outage_s, settings.outage_as_under)
-    today = local_day(now_ms, settings.tz)
-    since = day_start_ms(today - timedelta(days=settings.lookback_days), settings.tz)
-    first = _first_times(store, since)
+    pass_started_ms = int(time.time() * 1000)
+    now_ms = pass_started_ms if now_ms is None else now_ms
+    analyser = Analyser(settings, store, registry, now_ms)
+    last_pass = registry.get_state(LAST_PASS_KEY)
+    full = full or last_pass is None
+    plan = analyser.full_plan() if full else analyser.incremental_plan(int(last_pass or 0))
     sites = {s.id: s for s in registry.sites()}
     n_sites = n_days = n_points = 0
-    for site_id, first_ms in sorted(first.items()):
+    for site_id, ranges in sorted(plan.items()):
         site = sites.get(site_id)
         if site is None:
             continue
-        days = days_between(local_day(first_ms, settings.tz), today)
-        n_points += analyse_site(store, registry, site, days, policy, settings.short_outage_s, now_ms)
+        for first, last in ranges:
+            computed = analyser.compute(site, first, last)
+            if computed is None:
+                continue
+            days, result = computed
+            n_points += analyser.write(site, days, result)
+            n_days += len(days)
         n_sites += 1
-        n_days += len(days)
-    result = PassResult(n_sites, n_days, n_points, time.monotonic() - began)
+    registry.clear_dirty(before_ms=pass_started_ms)
+    registry.set_state(LAST_PASS_KEY, str(now_ms))
+    result = PassResult(n_sites, n_days, n_points, time.monotonic() - began, full)
     log.info(
-        "analysis pass: %d sites, %d site-days, %d points written in %.1fs",
-        result.sites, result.days, result.points, result.seconds,
+        "analysis pass (%s): %d sites, %d site-days, %d points written in %.1fs",
+        "full" if full else "incremental", result.sites, result.days, result.points, result.seconds,
     )
     return result
 
@@ -189,5 +260,3 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
     finally:
         store.close()
         registry.close()
-
-

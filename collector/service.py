@@ -17,6 +17,8 @@ import ssl
 import threading
 import time
 from collections import Counter
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
 
@@ -34,10 +36,20 @@ log = logging.getLogger(__name__)
 TOPICS = "pq/v1/+/+/+"
 REGISTRY_REFRESH_S = 30.0
 MESSAGES_PER_PASS = 2000
+BUCKET_MS = 900_000  # every UTC offset in use is a multiple of 15 minutes
 STORE_DOWN = "InfluxDB is unavailable (%s); %d messages wait in the spool. Check PQMON_INFLUX_URL."
 STORE_BACK = "InfluxDB is back after %.0fs; caught up"
 SPOOL_FULL = "spool holds %d messages (PQMON_SPOOL_MAX_MESSAGES); no longer acknowledging, the broker keeps the rest"
 BAD_CREDENTIALS = "the broker refused the collector's credentials; fix PQMON_MQTT_URL and restart"
+
+
+def local_days(site_buckets: set[tuple[str, int]], tz: str) -> set[tuple[str, date]]:
+    """(site, UTC quarter-hour number) pairs to (site, local day) pairs."""
+    zone = ZoneInfo(tz)
+    return {
+        (site, datetime.fromtimestamp(bucket * BUCKET_MS / 1000, zone).date())
+        for site, bucket in site_buckets
+    }
 
 
 def meter_infos(registry: Registry) -> dict[tuple[str, str], MeterInfo]:
@@ -170,6 +182,7 @@ class Collector:
     def decode_one(
         self, topic: str, payload: bytes, received_ms: int, now_ms: int,
         dead: list[tuple[str, object, str, str, int]],
+        touched: set[tuple[str, int]] | None = None,
     ) -> list[str]:
         """Points of one message; its rejects are appended to ``dead``."""
         oldest = now_ms - self.settings.retention_days * 86_400_000
@@ -191,6 +204,9 @@ class Collector:
         self.counts["unknown_fields"] += decoded.unknown_fields
         if decoded.status:
             self.counts[f"status_{decoded.status}"] += 1
+        if touched is not None:
+            # The timestamp ends each line; quarter hours are few, days are found from them later.
+            touched.update((decoded.site, int(text[text.rindex(" ") + 1:]) // BUCKET_MS) for text in decoded.lines)
         return decoded.lines
 
     def _store(self, lines: list[str]) -> bool:
@@ -245,11 +261,14 @@ class Collector:
         now_ms = int(time.time() * 1000)
         dead: list[tuple[str, object, str, str, int]] = []
         lines: list[str] = []
+        touched: set[tuple[str, int]] = set()
         for _id, topic, payload, received_ms in rows:
-            lines.extend(self.decode_one(topic, bytes(payload), received_ms, now_ms, dead))
+            lines.extend(self.decode_one(topic, bytes(payload), received_ms, now_ms, dead, touched))
         if not self._store(lines):
             return 0
         self.deadletters.add_many(dead)  # type: ignore[arg-type]
+        # Late data changes figures: the worker recomputes the days it touched.
+        self.registry.mark_dirty(local_days(touched, self.settings.tz))
         self.spool.remove_through(rows[-1][0])
         return len(rows)
 

@@ -67,11 +67,11 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     if args.once:
         store, registry = InfluxStore.from_settings(settings), Registry(settings.registry_url)
         try:
-            result = run_once(settings, store, registry)
+            result = run_once(settings, store, registry, full=args.full)
         finally:
             store.close()
             registry.close()
-        print(f"analysed {result.sites} sites, {result.days} site-days, "
+        print(f"{'full' if result.full else 'incremental'} pass: analysed {result.sites} sites, {result.days} site-days, "
               f"wrote {result.points} points in {result.seconds:.1f}s")
         return 0
     run_forever(settings, _stop_event())
@@ -212,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("collector", help="MQTT intake into InfluxDB").set_defaults(func=cmd_collector)
 
     p = sub.add_parser("worker", help="analysis worker (roll-ups, outages)")
-    p.add_argument("--once", action="store_true", help="one full analysis pass, then exit")
+    p.add_argument("--once", action="store_true", help="one analysis pass, then exit")
+    p.add_argument("--full", action="store_true", help="recompute every day in the look-back window")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("dashboard", help="the web dashboard")

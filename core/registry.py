@@ -10,10 +10,13 @@ import csv
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+import time
+from datetime import date, datetime
 from pathlib import Path
 
 from sqlalchemy import (
+    BigInteger,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -21,9 +24,12 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
     select,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -100,6 +106,21 @@ class PlannedOutageRow(Base):
     start_utc: Mapped[datetime] = mapped_column(DateTime)
     end_utc: Mapped[datetime] = mapped_column(DateTime)
     note: Mapped[str] = mapped_column(String(200), default="")
+
+
+class DirtyDayRow(Base):
+    """A (site, local day) whose raw data changed since its roll-up was computed."""
+
+    __tablename__ = "dirty_day"
+    site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    marked_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class WorkerStateRow(Base):
+    __tablename__ = "worker_state"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
 
 
 @dataclass(frozen=True)
@@ -305,6 +326,47 @@ class Registry:
                 select(PlannedOutageRow).where(PlannedOutageRow.site_id == site_id)
             ).all()
             return [(r.start_utc, r.end_utc) for r in rows]
+
+
+    # -- dirty days and worker state ------------------------------------------------------
+    def mark_dirty(self, pairs: Iterable[tuple[str, date]]) -> None:
+        """Note that raw data of these (site, local day) pairs changed; the worker recomputes them."""
+        now_ms = int(time.time() * 1000)
+        rows = [{"site_id": s, "day": d, "marked_ms": now_ms} for s, d in set(pairs)]
+        if not rows:
+            return
+        with self._session.begin() as s:
+            dialect = self.engine.dialect.name
+            if dialect in ("sqlite", "postgresql"):
+                insert = {"sqlite": sqlite_insert, "postgresql": pg_insert}[dialect]
+                stmt = insert(DirtyDayRow).values(rows)
+                s.execute(stmt.on_conflict_do_update(
+                    index_elements=["site_id", "day"], set_={"marked_ms": stmt.excluded.marked_ms}
+                ))
+            else:  # any other database: one merge per row
+                for row in rows:
+                    s.merge(DirtyDayRow(**row))
+
+    def dirty_days(self) -> dict[str, set[date]]:
+        with self._session() as s:
+            found: dict[str, set[date]] = {}
+            for row in s.scalars(select(DirtyDayRow)):
+                found.setdefault(row.site_id, set()).add(row.day)
+            return found
+
+    def clear_dirty(self, before_ms: int) -> None:
+        """Forget marks made before ``before_ms`` (the pass's start); later ones wait for the next pass."""
+        with self._session.begin() as s:
+            s.execute(delete(DirtyDayRow).where(DirtyDayRow.marked_ms < before_ms))
+
+    def get_state(self, key: str) -> str | None:
+        with self._session() as s:
+            row = s.get(WorkerStateRow, key)
+            return None if row is None else row.value
+
+    def set_state(self, key: str, value: str) -> None:
+        with self._session.begin() as s:
+            s.merge(WorkerStateRow(key=key, value=value))
 
 
 _DUMMY_HASH = generate_password_hash("pqmon-timing-equaliser")

@@ -152,7 +152,7 @@ class LocalInflux(ServerProcess):
             f'[data]\n  dir = "{d}/data"\n  wal-dir = "{d}/wal"\n  query-log-enabled = false\n'
             '  cache-max-memory-size = "1g"\n'
             f'[http]\n  bind-address = "127.0.0.1:{self.port}"\n  log-enabled = false\n'
-            "  max-body-size = 0\n"
+            "  max-body-size = 0\n  max-row-limit = 0\n"
             "[monitor]\n  store-enabled = false\n"
             "[continuous_queries]\n  enabled = false\n"
         )
