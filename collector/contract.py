@@ -92,10 +92,22 @@ def parse_ts(value: Any) -> int:
 def _number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise Rejected("bad_value", f"{name} must be a number, got {json.dumps(value)[:40]}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON integer beyond any float
+        raise Rejected("bad_value", f"{name} is too large") from None
     if not math.isfinite(number):
         raise Rejected("bad_value", f"{name} is not finite")
     return number
+
+
+def _encodable(text: str) -> bool:
+    """False for a lone surrogate (legal in JSON escapes, not in UTF-8 or line protocol)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_time(ts_ms: int, now_ms: int, oldest_ms: int) -> None:
@@ -142,8 +154,8 @@ def event_line(obj: Any, site: str, meter: str, now_ms: int, oldest_ms: int) -> 
     ts_ms = parse_ts(obj["ts"])
     _check_time(ts_ms, now_ms, oldest_ms)
     event_id = obj.get("event_id")
-    if not isinstance(event_id, str) or not event_id or len(event_id) > 128:
-        raise Rejected("bad_event_id", "event_id must be a non-empty string of at most 128 characters")
+    if not isinstance(event_id, str) or not event_id or len(event_id) > 128 or not _encodable(event_id):
+        raise Rejected("bad_event_id", "event_id must be a non-empty UTF-8 string of at most 128 characters")
     kind = obj.get("type")
     if kind not in EVENT_TYPES:
         raise Rejected("bad_event_type", f"type {str(kind)[:40]!r} is not one of {', '.join(EVENT_TYPES)}")

@@ -58,7 +58,8 @@ class DeadLetters:
         now = int(time.time() * 1000)
         rows = []
         for topic, payload, reason, detail, received_ms in records:
-            raw = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode()
+            # ASCII escapes keep a lone surrogate (valid JSON, invalid UTF-8) storable and replayable.
+            raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             digest = hashlib.sha256(
                 b"\0".join([topic.encode(), raw, reason.encode(), str(received_ms).encode()])
             ).hexdigest()

@@ -198,6 +198,11 @@ class Collector:
             self.counts[f"rejected_{why.reason}"] += 1
             dead.append((topic, payload, why.reason, why.detail, received_ms))
             return []
+        except Exception as exc:  # a bug of ours must not wedge the spool on one message
+            log.exception("could not decode a message on %s; dead-lettered as internal_error", topic)
+            self.counts["rejected_internal_error"] += 1
+            dead.append((topic, payload, "internal_error", repr(exc)[:300], received_ms))
+            return []
         for why, item in decoded.rejected:
             self.counts[f"rejected_{why.reason}"] += 1
             dead.append((topic, item, why.reason, why.detail, received_ms))

@@ -110,7 +110,10 @@ class InfluxStore:
         body_lines = list(lines)
         if not body_lines:
             return 0
-        body = ("\n".join(body_lines) + "\n").encode()
+        try:
+            body = ("\n".join(body_lines) + "\n").encode()
+        except UnicodeEncodeError as exc:
+            raise StoreRejected(f"a point is not valid UTF-8: {exc}") from None
         headers = {"Content-Type": "text/plain; charset=utf-8"}
         if len(body) >= GZIP_MIN_BYTES:
             body = gzip.compress(body, compresslevel=1)
