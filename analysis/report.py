@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.calendar import day_range_ms
+from analysis.pq_daily import FREQ_LIMIT_HZ, UNBALANCE_LIMIT_PCT, plt_limit, thd_limit_pct
 from analysis.qualification import vqr_pct
 from analysis.reliability import rs1_pct
 from core.lineproto import quote_literal
@@ -48,6 +49,7 @@ def _vq_figures(df: pd.DataFrame, period_min: float) -> dict[str, Any]:
         "outage_min": int(_sum(df, "outage_min")),
         "missing_min": int(_sum(df, "missing_min") + unseen_min),
         "coverage_pct": (monitored / possible * 100.0) if possible else None,
+        "mean_deviation_pct": _sum(df, "dev_sum_pct") / monitored if monitored else None,
     }
 
 
@@ -89,10 +91,15 @@ def site_report(
             report["phases"][phase] = {
                 "vqr_pct": vqr_pct(sums["over_min"], sums["under_min"], sums["monitored_min"]),
                 **sums,
+                "mean_deviation_pct": (
+                    _sum(rows, "dev_sum_pct") / sums["monitored_min"] if sums["monitored_min"] else None
+                ),
             }
 
     outage_s = _sum(rel, "outage_s")
     short_s = _sum(rel, "short_s")
+    channels = float(pooled["channels"].max()) if "channels" in pooled and len(pooled) else 1.0
+    report["out_min_per_phase"] = _out_per_channel(report, channels)
     report["rs1_pct"] = rs1_pct(outage_s, period_s)
     report["rs1_excl_short_pct"] = rs1_pct(outage_s - short_s, period_s)
     report["outages"] = {
@@ -103,9 +110,88 @@ def site_report(
         "unplanned": int((outages["cause"] == "unplanned").sum()) if len(outages) else 0,
         "duration_s": outage_s,
         "open": int(outages["open"].astype(bool).sum()) if len(outages) else 0,
+        "longest_s": float(outages["duration_s"].max()) if len(outages) else 0.0,
     }
     report["supply_side"] = _supply_side(store, site.feeder_id, start_ms, end_ms, period_s / 60)
+    if report["supply_side"] is not None:
+        report["supply_side"]["gap"] = last_mile_gap(report, report["supply_side"])
+    report["en50160"] = {"profile": site.profile, "weeks": en50160_weeks(vq, tz)}
+    pq = store.query_frame(f"SELECT * FROM pq_daily WHERE {where}")
+    report["pq"] = pq_summary(pq, site.voltage_class_kv)
     return report
+
+
+def _out_per_channel(figures: dict[str, Any], channels: float) -> float:
+    return (figures["over_min"] + figures["under_min"]) / channels if channels else 0.0
+
+
+def last_mile_gap(customer: dict[str, Any], supply: dict[str, Any]) -> dict[str, float | None]:
+    """Customer minus supply side: what the last mile costs the account (DESIGN §1)."""
+
+    def diff(key: str) -> float | None:
+        a, b = customer.get(key), supply.get(key)
+        return None if a is None or b is None else a - b
+
+    return {
+        "vqr_pct": diff("vqr_pct"),
+        "out_min_per_phase": diff("out_min_per_phase"),
+        "mean_deviation_pct": diff("mean_deviation_pct"),
+    }
+
+
+def en50160_weeks(vq: pd.DataFrame, tz: str) -> list[dict[str, Any]]:
+    """EN 50160 supply voltage variations per local week (Monday first): the share of valid,
+    unflagged 10-minute values within +/-10 % must be at least 95 % on every phase."""
+    if vq.empty or "en_n" not in vq:
+        return []
+    rows = vq[vq["phase"] != "all"].copy()
+    local = pd.to_datetime(rows["time"], unit="ms", utc=True).dt.tz_convert(tz)
+    rows["week"] = (local.dt.normalize() - pd.to_timedelta(local.dt.weekday, unit="D")).dt.date
+    weeks = []
+    for week, group in rows.groupby("week"):
+        per_phase = {}
+        for phase, g in group.groupby("phase"):
+            n = float(g["en_n"].fillna(0).sum())
+            per_phase[str(phase)] = (float(g["en_within"].fillna(0).sum()) / n * 100.0) if n else None
+        shares = [v for v in per_phase.values() if v is not None]
+        weeks.append({
+            "week_start": week.isoformat(),
+            "days": int(group["time"].nunique()),
+            "within_pct": per_phase,
+            "pass": (min(shares) >= 95.0) if shares else None,
+        })
+    return weeks
+
+
+def pq_summary(pq: pd.DataFrame, voltage_class_kv: float) -> dict[str, Any]:
+    """Sums and maxima of the daily power-quality roll-up over the period."""
+
+    def share_within(n_key: str, out_key: str) -> float | None:
+        n = _sum(pq, n_key)
+        return (1 - _sum(pq, out_key) / n) * 100.0 if n else None
+
+    def worst(key: str) -> float | None:
+        return float(pq[key].max()) if key in pq and pq[key].notna().any() else None
+
+    events = {
+        col: int(_sum(pq, col))
+        for col in sorted(pq.columns)
+        if col in ("dips", "swells", "interruptions", "itic_prohibited", "itic_no_damage", "semi_f47_outside")
+    }
+    return {
+        "frequency": {"n": int(_sum(pq, "f_n")), "within_pct": share_within("f_n", "f_out"),
+                      "max_deviation_hz": worst("f_dev_max"), "limit_hz": FREQ_LIMIT_HZ},
+        "unbalance": {"n": int(_sum(pq, "unb_n")), "within_pct": share_within("unb_n", "unb_over"),
+                      "max_pct": worst("unb_max"), "limit_pct": UNBALANCE_LIMIT_PCT},
+        "thd": {"n": int(_sum(pq, "thd_n")), "within_pct": share_within("thd_n", "thd_over"),
+                "max_pct": worst("thd_max"), "limit_pct": thd_limit_pct(voltage_class_kv)},
+        "plt": {"n": int(_sum(pq, "plt_n")), "within_pct": share_within("plt_n", "plt_over"),
+                "max": worst("plt_max"), "limit": plt_limit(voltage_class_kv)},
+        "events": events,
+        "en50160_dip_swell_cells": {
+            col.removeprefix("en_"): int(_sum(pq, col)) for col in sorted(pq.columns) if col.startswith("en_")
+        },
+    }
 
 
 def _supply_side(
@@ -120,7 +206,14 @@ def _supply_side(
     if df.empty:
         return None
     figures = _vq_figures(df, period_min)
-    return {"feeder": feeder_id, "vqr_pct": figures["vqr_pct"], "coverage_pct": figures["coverage_pct"]}
+    channels = float(df["channels"].max()) if "channels" in df else 1.0
+    return {
+        "feeder": feeder_id,
+        "vqr_pct": figures["vqr_pct"],
+        "coverage_pct": figures["coverage_pct"],
+        "mean_deviation_pct": figures["mean_deviation_pct"],
+        "out_min_per_phase": _out_per_channel(figures, channels),
+    }
 
 
 def fleet_summary(

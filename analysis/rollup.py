@@ -17,6 +17,7 @@ from analysis import outages as outage_rules
 from analysis.calendar import MINUTE_MS, day_start_ms
 from analysis.limits import Limits
 from analysis.qualification import (
+    COMPARE_DECIMALS,
     classify_minutes,
     count_by_day,
     minute_means,
@@ -29,6 +30,9 @@ LINE_FIELDS = ("uab", "ubc", "uca")
 VOLTAGE_FIELDS = PHASE_FIELDS + LINE_FIELDS
 PHASE_NAMES = {"ua": "a", "ub": "b", "uc": "c", "uab": "ab", "ubc": "bc", "uca": "ca"}
 DEFAULT_INTERVAL_S = 60.0
+EN_BLOCK_MIN = 10
+EN_MIN_MINUTES = 8
+EN_BAND_PCT = 10.0
 
 
 @dataclass(frozen=True)
@@ -125,22 +129,31 @@ def rollup_site(
     out_mask = outage_minute_mask([(o.start_ms, o.end_or(now_ms)) for o in found], start_ms, n)
     out_mask &= elapsed
 
+    flagged_10min = en50160_flags(events, out_mask, start_ms, n)
     vq_rows: list[dict[str, object]] = []
-    pooled = {k: np.zeros(len(days), np.int64) for k in ("monitored", "over", "under")}
+    sums = ("monitored", "over", "under", "dev_sum_pct", "en_n", "en_within", "en_flagged")
+    pooled: dict[str, np.ndarray] = {k: np.zeros(len(days)) for k in sums}
     for ch in channels:
         lower, upper = spec.limits.band(nominal[ch])
         monitored, over, under, outage, missing = classify_minutes(
             means[ch], out_mask, lower, upper, outage_as_under=policy.outage_as_under
         )
+        in_service = monitored & elapsed & ~out_mask
+        deviation = np.where(in_service, (means[ch] - nominal[ch]) / nominal[ch] * 100.0, 0.0)
+        en_n, en_within, en_flagged = en50160_counts(means[ch], nominal[ch], flagged_10min, day_edges)
         counts = {
             "monitored": count_by_day(monitored & elapsed, day_edges),
             "over": count_by_day(over & elapsed, day_edges),
             "under": count_by_day(under & elapsed, day_edges),
             "outage": count_by_day(outage, day_edges),
             "missing": count_by_day(missing & elapsed, day_edges),
+            "dev_sum_pct": np.add.reduceat(deviation, day_edges) if n else np.zeros(len(days)),
+            "en_n": en_n,
+            "en_within": en_within,
+            "en_flagged": en_flagged,
         }
         for k in pooled:
-            pooled[k] += counts[k]
+            pooled[k] = pooled[k] + counts[k]
         for i, d in enumerate(days):
             vq_rows.append(_vq_row(d, policy.tz, PHASE_NAMES[ch], counts, i))
 
@@ -179,7 +192,58 @@ def _vq_row(
         "outage_min": int(counts["outage"][i]),
         "missing_min": int(counts["missing"][i]),
         "vqr_pct": vqr_pct(over, under, monitored),
+        # Sum of per-minute deviations in % of nominal: mean deviation = dev_sum_pct / monitored_min.
+        "dev_sum_pct": float(counts["dev_sum_pct"][i]),
+        # EN 50160: valid 10-minute values, those within +/-10 %, and flagged ones left out.
+        "en_n": int(counts["en_n"][i]),
+        "en_within": int(counts["en_within"][i]),
+        "en_flagged": int(counts["en_flagged"][i]),
     }
+
+
+def en50160_flags(events: pd.DataFrame, out_mask: np.ndarray, start_ms: int, n: int) -> np.ndarray:
+    """10-minute intervals flagged by a dip, swell or interruption (IEC 61000-4-30 §4.7)."""
+    blocks = -(-n // EN_BLOCK_MIN)
+    flagged = np.zeros(blocks, dtype=bool)
+    if out_mask.any():
+        padded = np.zeros(blocks * EN_BLOCK_MIN, dtype=bool)
+        padded[:n] = out_mask
+        flagged |= padded.reshape(blocks, EN_BLOCK_MIN).any(axis=1)
+    if len(events) and "type" in events:
+        pq = events[events["type"].isin(["dip", "swell", "interruption"])]
+        duration = pq["duration_ms"] if "duration_ms" in pq else pd.Series(0.0, index=pq.index)
+        for ts, dur in zip(pq["time"].to_numpy(np.int64), duration.fillna(0).to_numpy(), strict=True):
+            first = (int(ts) - start_ms) // (EN_BLOCK_MIN * MINUTE_MS)
+            last = (int(ts) + int(dur) - start_ms) // (EN_BLOCK_MIN * MINUTE_MS)
+            flagged[max(first, 0):min(last, blocks - 1) + 1] = True
+    return flagged
+
+
+def en50160_counts(
+    minute_means_v: np.ndarray, nominal: float, flagged: np.ndarray, day_edges: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per day: valid unflagged 10-minute values, those within +/-10 % of nominal, flagged ones.
+
+    A 10-minute value is the RMS of its minute means and needs at least 8 of its 10 minutes;
+    the statistic is judged per week from these counts (EN-1 to EN-4).
+    """
+    n = minute_means_v.size
+    blocks = -(-n // EN_BLOCK_MIN)
+    padded = np.full(blocks * EN_BLOCK_MIN, np.nan)
+    padded[:n] = minute_means_v
+    grid = padded.reshape(blocks, EN_BLOCK_MIN)
+    present = (~np.isnan(grid)).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rms = np.sqrt(np.nansum(grid**2, axis=1) / present)
+    valid = present >= EN_MIN_MINUTES
+    deviation = np.round(np.abs(rms - nominal) / nominal * 100.0, COMPARE_DECIMALS)
+    within = valid & ~flagged & (deviation <= EN_BAND_PCT)
+    block_edges = day_edges // EN_BLOCK_MIN
+    return (
+        count_by_day(valid & ~flagged, block_edges),
+        count_by_day(within, block_edges),
+        count_by_day(valid & flagged, block_edges),
+    )
 
 
 def _rel_row(

@@ -20,6 +20,7 @@ import pandas as pd
 
 from analysis.calendar import day_start_ms, days_between, local_day
 from analysis.limits import validate_limits
+from analysis.pq_daily import PQ_EVENT_FIELDS, PQ_READING_FIELDS, pq_daily
 from analysis.rollup import VOLTAGE_FIELDS, RollupPolicy, SiteRollup, SiteSpec, rollup_site
 from core.lineproto import line, quote_literal
 from core.registry import Registry, Site
@@ -70,14 +71,14 @@ def _first_times(store: InfluxStore, since_ms: int) -> dict[str, int]:
 def read_site(
     store: InfluxStore, site: Site, meter_id: str, start_ms: int, end_ms: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    fields = ", ".join(f'"{f}"' for f in (*VOLTAGE_FIELDS, "interval_s"))
+    fields = ", ".join(f'"{f}"' for f in (*VOLTAGE_FIELDS, "interval_s", *PQ_READING_FIELDS))
     readings = store.query_csv(
         f"SELECT {fields} FROM reading WHERE site = {quote_literal(site.id)}"
         f" AND meter = {quote_literal(meter_id)}"
         f" AND time >= {start_ms - READING_LOOKBEHIND_MS}ms AND time < {end_ms}ms"
     )
     events = store.query_csv(
-        f'SELECT "event_id", "type" FROM event WHERE site = {quote_literal(site.id)}'
+        f'SELECT "event_id", "type", {", ".join(PQ_EVENT_FIELDS)} FROM event WHERE site = {quote_literal(site.id)}'
         f" AND time >= {start_ms - EVENT_LOOKBEHIND_MS}ms"
     )
     if events.empty:
@@ -95,6 +96,15 @@ def to_lines(site: Site, result: SiteRollup) -> list[str]:
     for row in result.rel.to_dict("records"):
         fields = {k: v for k, v in row.items() if k != "day_ms"}
         lines.append(line("rel_daily", {"site": site.id}, fields, int(row["day_ms"])))
+    return lines
+
+
+def pq_lines(site: Site, pq: pd.DataFrame) -> list[str]:
+    lines = []
+    for row in pq.to_dict("records"):
+        fields = {k: v for k, v in row.items() if k != "day_ms" and not pd.isna(v)}
+        if fields:
+            lines.append(line("pq_daily", {"site": site.id}, fields, int(row["day_ms"])))
     return lines
 
 
@@ -143,7 +153,9 @@ class Analyser:
         self.today = local_day(now_ms, settings.tz)
         self.horizon = self.today - timedelta(days=settings.lookback_days)
 
-    def compute(self, site: Site, first: date, last: date) -> tuple[list[date], SiteRollup] | None:
+    def compute(
+        self, site: Site, first: date, last: date
+    ) -> tuple[list[date], SiteRollup, pd.DataFrame] | None:
         """Roll up [first, last], growing the window until it holds every outage touching it."""
         found = site_spec(site)
         if found is None:
@@ -167,9 +179,9 @@ class Analyser:
             if (want_first, want_last) == (first, last):
                 break
             first, last = want_first, want_last
-        return days, result
+        return days, result, pq_daily(readings, events, days, tz, site.voltage_class_kv)
 
-    def write(self, site: Site, days: list[date], result: SiteRollup) -> int:
+    def write(self, site: Site, days: list[date], result: SiteRollup, pq: pd.DataFrame) -> int:
         tz = self.settings.tz
         start_ms = day_start_ms(days[0], tz)
         end_ms = day_start_ms(days[-1] + timedelta(days=1), tz)
@@ -180,6 +192,7 @@ class Analyser:
             f" AND time >= {start_ms}ms AND time < {end_ms}ms"
         )
         lines = to_lines(site, result) + outage_lines(site, result, self.settings.short_outage_s, self.now_ms)
+        lines += pq_lines(site, pq)
         return self.store.write(lines)
 
     def full_plan(self) -> dict[str, list[tuple[date, date]]]:
@@ -233,8 +246,8 @@ def run_once(
             computed = analyser.compute(site, first, last)
             if computed is None:
                 continue
-            days, result = computed
-            n_points += analyser.write(site, days, result)
+            days, result, pq = computed
+            n_points += analyser.write(site, days, result, pq)
             n_days += len(days)
         n_sites += 1
     registry.clear_dirty(before_ms=pass_started_ms)

@@ -149,9 +149,14 @@ def test_pipeline_vqr1_end_to_end(pqmon_env: dict[str, str], tmp_path: Path, sce
     assert report["rs1_pct"] == pytest.approx((1 - 60 / 1440) * 100, rel=1e-12)
     assert report["rs1_excl_short_pct"] == pytest.approx((1 - 60 / 1440) * 100, rel=1e-12)
     assert report["outages"] == {"count": 1, "sustained": 1, "short": 0, "planned": 0,
-                                 "unplanned": 1, "duration_s": 3600.0, "open": 0}
+                                 "unplanned": 1, "duration_s": 3600.0, "open": 0, "longest_s": 3600.0}
     assert report["supply_side"]["feeder"] == "F12"
     assert report["supply_side"]["vqr_pct"] == 100.0
+    # The last mile: the account lost 42 minutes a phase that its feeder head did not.
+    assert report["supply_side"]["gap"]["vqr_pct"] == pytest.approx(report["vqr_pct"] - 100.0)
+    assert report["supply_side"]["gap"]["out_min_per_phase"] == 42
+    assert report["pq"]["frequency"] == {"n": 1380, "within_pct": 100.0, "max_deviation_hz": 0.0,
+                                         "limit_hz": 0.2}
 
     # A second pass changes nothing: the roll-ups are overwritten, not added to.
     assert run_pqmon(pqmon_env, "worker", "--once").returncode == 0
