@@ -16,6 +16,7 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from core.errors import PqmonError
 from core.logs import configure as configure_logging
@@ -119,22 +120,45 @@ def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from analysis.fleet_report import fleet_report
     from analysis.report import site_report
     from core.registry import Registry
-    from core.store import InfluxStore
 
-    store = InfluxStore.from_settings(settings)
+    if bool(args.fleet) == bool(args.site):
+        raise PqmonError("name one SITE, or --fleet for every key account")
+    store = _store(settings)
+    registry = Registry(settings.registry_url)
     try:
-        report = site_report(
-            store, Registry(settings.registry_url), args.site, args.date_from, args.date_to, settings.tz
-        )
+        if args.fleet:
+            report = fleet_report(store, registry, args.date_from, args.date_to, settings.tz,
+                                  short_s=settings.short_outage_s)
+        else:
+            report = site_report(store, registry, args.site, args.date_from, args.date_to, settings.tz)
     finally:
         store.close()
+        registry.close()
     if args.format == "json":
         print(json.dumps(report, ensure_ascii=False, indent=2))
+    elif args.fleet:
+        print(_sites_csv(report["sites"]), end="")
     else:
         print(_report_csv(report), end="")
     return 0
+
+
+def _store(settings: Settings):  # type: ignore[no-untyped-def]
+    from core.store import InfluxStore
+
+    return InfluxStore.from_settings(settings)
+
+
+def _sites_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return out.getvalue()
 
 
 def _report_csv(report: dict[str, Any]) -> str:
@@ -196,6 +220,34 @@ def cmd_broker_credentials(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _local_time(text: str, tz: str) -> datetime:
+    """An ISO time, naive meaning local (PQMON_TZ), as naive UTC for the registry."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise PqmonError(f"{text!r} is not a time like 2026-11-22T09:00 or 2026-11-22T09:00+08:00") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(tz))
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def cmd_planned_add(args: argparse.Namespace, settings: Settings) -> int:
+    from analysis.calendar import days_between, local_day
+    from core.registry import Registry
+
+    start, end = _local_time(args.start, settings.tz), _local_time(args.end, settings.tz)
+    registry = Registry(settings.registry_url)
+    sites = [args.site, *(s.id for s in registry.sites("account") if s.feeder_id == args.site)]
+    for site_id in sites:
+        registry.add_planned_outage(site_id, start, end, args.note or "")
+    # Outages in the window change from unplanned to planned: recompute those days.
+    first = local_day(int(start.replace(tzinfo=UTC).timestamp() * 1000), settings.tz)
+    last = local_day(int(end.replace(tzinfo=UTC).timestamp() * 1000), settings.tz)
+    registry.mark_dirty((s, d) for s in sites for d in days_between(first, last))
+    print(f"planned outage {start:%Y-%m-%d %H:%M}Z to {end:%Y-%m-%d %H:%M}Z registered for {', '.join(sites)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pqmon", description="key-account supply-quality monitoring")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -240,12 +292,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--site", action="append", help="a site the user may see (repeat)")
     p.set_defaults(func=cmd_user_add)
 
-    p = sub.add_parser("report", help="supply-quality report of one site for whole local days")
-    p.add_argument("site")
+    p = sub.add_parser("report", help="supply-quality report of one site (or the fleet) for whole local days")
+    p.add_argument("site", nargs="?")
+    p.add_argument("--fleet", action="store_true", help="every key account and the fleet indices")
     p.add_argument("--from", dest="date_from", type=_day, required=True)
     p.add_argument("--to", dest="date_to", type=_day, required=True, help="inclusive")
     p.add_argument("--format", choices=["json", "csv"], default="json")
     p.set_defaults(func=cmd_report)
+
+    pl = sub.add_parser("planned", help="planned outages").add_subparsers(dest="sub", required=True)
+    p = pl.add_parser("add", help="register a planned-outage window (a feeder's applies to its accounts)")
+    p.add_argument("site")
+    p.add_argument("--from", dest="start", required=True, help="start, e.g. 2026-11-22T09:00 (local) or with offset")
+    p.add_argument("--to", dest="end", required=True, help="end")
+    p.add_argument("--note")
+    p.set_defaults(func=cmd_planned_add)
 
     br = sub.add_parser("broker", help="MQTT broker security").add_subparsers(dest="sub", required=True)
     p = br.add_parser("credentials", help="per-meter passwords and an ACL for Mosquitto, from the registry")
