@@ -30,6 +30,10 @@ MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_BATCH = 10_000
 MAX_FUTURE_MS = 10 * 60_000
 DEFAULT_INTERVAL_S = 60.0
+DEFAULT_INTERVAL_FIELD = f"interval_s={DEFAULT_INTERVAL_S!r}"
+READING_FIELD_SET = frozenset(READING_FIELDS)
+VOLTAGE_FIELD_SET = frozenset(VOLTAGE_FIELDS)
+LINE_FIELD_SET = frozenset(LINE_FIELDS)
 
 
 class Rejected(Exception):
@@ -53,6 +57,7 @@ class Decoded:
     site: str
     meter: str
     lines: list[str] = field(default_factory=list)
+    times: list[int] = field(default_factory=list)  # each line's timestamp, UTC ms
     rejected: list[tuple[Rejected, Any]] = field(default_factory=list)  # (why, offending element)
     unknown_fields: int = 0
     status: str | None = None
@@ -121,29 +126,59 @@ def reading_line(
     obj: Any, site: str, meter: str, info: MeterInfo, now_ms: int, oldest_ms: int
 ) -> tuple[str, int]:
     """One reading object to a line; returns (line, number of unknown fields ignored)."""
-    if not isinstance(obj, dict):
+    text, unknown, _ts = _reading(obj, _reading_prefix(site, meter, info.side), _ceilings(info), now_ms, oldest_ms)
+    return text, unknown
+
+
+def _reading_prefix(site: str, meter: str, side: str) -> str:
+    """Measurement and tags, sorted; site and meter are validated identifiers, so nothing to escape."""
+    return f"reading,meter={meter},side={side},site={site} "
+
+
+def _ceilings(info: MeterInfo) -> tuple[float, float]:
+    """The highest acceptable phase and line voltage: 2 x nominal."""
+    return 2 * info.nominal_v, 2 * info.nominal_v * math.sqrt(3)
+
+
+def _reading(
+    obj: Any, prefix: str, ceilings: tuple[float, float], now_ms: int, oldest_ms: int
+) -> tuple[str, int, int]:
+    """The hot path of the collector: one pass over the object's own keys."""
+    if type(obj) is not dict:
         raise Rejected("not_object", "each reading must be a JSON object")
     if "ts" not in obj:
         raise Rejected("missing_ts", "reading has no ts")
     ts_ms = parse_ts(obj["ts"])
     _check_time(ts_ms, now_ms, oldest_ms)
-    fields: dict[str, object] = {}
-    for name in READING_FIELDS:
-        if name in obj and obj[name] is not None:
-            fields[name] = _number(name, obj[name])
-    voltages = [n for n in VOLTAGE_FIELDS if n in fields]
-    if not voltages:
+    parts: list[str] = []
+    unknown = 0
+    has_voltage = has_interval = False
+    for name, value in obj.items():
+        if name not in READING_FIELD_SET:
+            if name != "ts":
+                unknown += 1
+            continue
+        if value is None:
+            continue
+        if type(value) is float and math.isfinite(value):
+            number = value
+        else:
+            number = _number(name, value)
+        if name in VOLTAGE_FIELD_SET:
+            ceiling = ceilings[1] if name in LINE_FIELD_SET else ceilings[0]
+            if not 0 <= number <= ceiling:
+                raise Rejected("voltage_range", f"{name}={number} is outside 0 to 2 x nominal")
+            has_voltage = True
+        elif name == "interval_s":
+            if not 0 < number <= 86_400:
+                raise Rejected("bad_value", f"interval_s={number} must be in (0, 86400]")
+            has_interval = True
+        parts.append(f"{name}={number!r}")
+    if not has_voltage:
         raise Rejected("no_voltage", "reading has none of ua ub uc uab ubc uca")
-    for name in voltages:
-        ceiling = 2 * info.nominal_v * (math.sqrt(3) if name in LINE_FIELDS else 1.0)
-        if not 0 <= fields[name] <= ceiling:  # type: ignore[operator]
-            raise Rejected("voltage_range", f"{name}={fields[name]} is outside 0 to 2 x nominal")
-    interval = fields.setdefault("interval_s", DEFAULT_INTERVAL_S)
-    if not 0 < interval <= 86_400:  # type: ignore[operator]
-        raise Rejected("bad_value", f"interval_s={interval} must be in (0, 86400]")
-    unknown = sum(1 for k in obj if k != "ts" and k not in READING_FIELDS)
-    tags = {"site": site, "meter": meter, "side": info.side}
-    return line("reading", tags, fields, ts_ms), unknown
+    if not has_interval:
+        parts.append(DEFAULT_INTERVAL_FIELD)
+    return f"{prefix}{','.join(parts)} {ts_ms}", unknown, ts_ms
 
 
 def event_line(obj: Any, site: str, meter: str, now_ms: int, oldest_ms: int) -> tuple[str, int]:
@@ -199,7 +234,9 @@ def decode(
     except (UnicodeDecodeError, ValueError) as exc:
         raise Rejected("bad_json", str(exc)[:120]) from None
     if kind == "event":
-        out.lines.append(event_line(body, site, meter, now_ms, oldest_ms)[0])
+        text = event_line(body, site, meter, now_ms, oldest_ms)[0]
+        out.lines.append(text)
+        out.times.append(int(text[text.rindex(" ") + 1:]))
         return out
     items = body if isinstance(body, list) else [body]
     if not isinstance(body, (list, dict)):
@@ -208,12 +245,14 @@ def decode(
         raise Rejected("batch_too_large", f"{len(items)} readings in one message; at most {MAX_BATCH}")
     if not items:
         raise Rejected("empty_batch", "the array holds no readings")
+    prefix, ceilings = _reading_prefix(site, meter, info.side), _ceilings(info)
     for item in items:
         try:
-            text, unknown = reading_line(item, site, meter, info, now_ms, oldest_ms)
+            text, unknown, ts_ms = _reading(item, prefix, ceilings, now_ms, oldest_ms)
         except Rejected as why:
             out.rejected.append((why, item))
         else:
             out.lines.append(text)
+            out.times.append(ts_ms)
             out.unknown_fields += unknown
     return out

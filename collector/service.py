@@ -13,10 +13,12 @@ grows; at its bound the collector stops acknowledging, so messages wait in the b
 from __future__ import annotations
 
 import logging
+import queue
 import ssl
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -35,12 +37,25 @@ log = logging.getLogger(__name__)
 
 TOPICS = "pq/v1/+/+/+"
 REGISTRY_REFRESH_S = 30.0
-MESSAGES_PER_PASS = 2000
+MESSAGES_PER_PASS = 20_000
+ROWS_PER_FETCH = 200
+LINGER_S = 0.05
 BUCKET_MS = 900_000  # every UTC offset in use is a multiple of 15 minutes
 STORE_DOWN = "InfluxDB is unavailable (%s); %d messages wait in the spool. Check PQMON_INFLUX_URL."
 STORE_BACK = "InfluxDB is back after %.0fs; caught up"
 SPOOL_FULL = "spool holds %d messages (PQMON_SPOOL_MAX_MESSAGES); no longer acknowledging, the broker keeps the rest"
 BAD_CREDENTIALS = "the broker refused the collector's credentials; fix PQMON_MQTT_URL and restart"
+
+
+@dataclass
+class Pass:
+    """Decoded messages on their way to InfluxDB; the spool keeps them until stored."""
+
+    last_id: int
+    messages: int = 0
+    lines: list[str] = field(default_factory=list)
+    dead: list[tuple[str, object, str, str, int]] = field(default_factory=list)
+    touched: set[tuple[str, int]] = field(default_factory=set)
 
 
 def local_days(site_buckets: set[tuple[str, int]], tz: str) -> set[tuple[str, date]]:
@@ -83,7 +98,9 @@ class Collector:
         self._stop = threading.Event()
         self._stop_now = threading.Event()  # give up retrying InfluxDB: only when stop() times out
         self._spooler = threading.Thread(target=self._spool_loop, name="pqmon-spooler", daemon=True)
-        self._writer = threading.Thread(target=self._write_loop, name="pqmon-writer", daemon=True)
+        self._passes: queue.Queue[Pass | None] = queue.Queue(maxsize=2)
+        self._decoder = threading.Thread(target=self._decode_loop, name="pqmon-decoder", daemon=True)
+        self._writer = threading.Thread(target=self._send_loop, name="pqmon-writer", daemon=True)
         self._client = self._make_client()
         self._metrics: MetricsServer | None = None
 
@@ -143,7 +160,8 @@ class Collector:
         msg.timestamp = time.time()
         with self._pending_cv:
             self._pending.append(msg)
-            self._pending_cv.notify()
+            if len(self._pending) == 1:
+                self._pending_cv.notify()
 
     # -- spooler: commit, then acknowledge ------------------------------------------------
     def _spool_loop(self) -> None:
@@ -209,9 +227,8 @@ class Collector:
         self.counts["unknown_fields"] += decoded.unknown_fields
         if decoded.status:
             self.counts[f"status_{decoded.status}"] += 1
-        if touched is not None:
-            # The timestamp ends each line; quarter hours are few, days are found from them later.
-            touched.update((decoded.site, int(text[text.rindex(" ") + 1:]) // BUCKET_MS) for text in decoded.lines)
+        if touched is not None:  # quarter hours are few; their local days are found later
+            touched.update((decoded.site, ts // BUCKET_MS) for ts in decoded.times)
         return decoded.lines
 
     def _store(self, lines: list[str]) -> bool:
@@ -258,36 +275,68 @@ class Collector:
                 dead.append(("store", point.encode(), "store_rejected", str(why)[:300], int(time.time() * 1000)))
         self.deadletters.add_many(dead)
 
-    def drain_once(self) -> int:
-        """Move up to one pass of messages from the spool to the store; returns how many."""
-        rows = self.spool.head(MESSAGES_PER_PASS)
-        if not rows:
-            return 0
+    def decode_pass(self, after_id: int = 0) -> Pass | None:
+        """Decode spooled messages after ``after_id`` until a write batch is full."""
         now_ms = int(time.time() * 1000)
-        dead: list[tuple[str, object, str, str, int]] = []
-        lines: list[str] = []
-        touched: set[tuple[str, int]] = set()
-        for _id, topic, payload, received_ms in rows:
-            lines.extend(self.decode_one(topic, bytes(payload), received_ms, now_ms, dead, touched))
-        if not self._store(lines):
-            return 0
-        self.deadletters.add_many(dead)  # type: ignore[arg-type]
-        # Late data changes figures: the worker recomputes the days it touched.
-        self.registry.mark_dirty(local_days(touched, self.settings.tz))
-        self.spool.remove_through(rows[-1][0])
-        return len(rows)
+        done = Pass(last_id=after_id)
+        while len(done.lines) < self.settings.batch_size and done.messages < MESSAGES_PER_PASS:
+            rows = self.spool.head(ROWS_PER_FETCH, after_id=done.last_id)
+            if not rows:
+                break
+            for _id, topic, payload, received_ms in rows:
+                done.lines.extend(self.decode_one(topic, bytes(payload), received_ms, now_ms, done.dead,
+                                                  done.touched))
+            done.last_id = rows[-1][0]
+            done.messages += len(rows)
+        return done if done.messages else None
 
-    def _write_loop(self) -> None:
+    def store_pass(self, done: Pass) -> bool:
+        """Store a decoded pass, then forget its messages. False: gave up, the spool keeps them."""
+        if not self._store(done.lines):
+            return False
+        self.deadletters.add_many(done.dead)  # type: ignore[arg-type]
+        # Late data changes figures: the worker recomputes the days it touched.
+        self.registry.mark_dirty(local_days(done.touched, self.settings.tz))
+        self.spool.remove_through(done.last_id)
+        return True
+
+    def drain_once(self) -> int:
+        """Decode and store one pass in this thread; returns how many messages it moved."""
+        done = self.decode_pass()
+        if done is None or not self.store_pass(done):
+            return 0
+        return done.messages
+
+    def _decode_loop(self) -> None:
+        """Decode the next pass while the sender writes the previous one (HTTP waits free the GIL)."""
+        cursor = 0
         while True:
-            moved = self.drain_once()
-            if moved:
+            done = self.decode_pass(cursor)
+            if done is not None:
+                while not self._stop_now.is_set():
+                    try:
+                        self._passes.put(done, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                else:
+                    return
+                cursor = done.last_id
+                if len(done.lines) < self.settings.batch_size // 2 and not self._stop.is_set():
+                    # Light traffic: linger so the next write carries more than a handful of points.
+                    time.sleep(min(LINGER_S, self.settings.flush_interval_s))
                 continue
             if self._stop.is_set() and not self._spooler.is_alive():
-                if self.spool.depth == 0 or self._stop_now.is_set():
-                    return
-                continue
+                self._passes.put(None)
+                return
             self._spooled.wait(self.settings.flush_interval_s)
             self._spooled.clear()
+
+    def _send_loop(self) -> None:
+        while True:
+            done = self._passes.get()
+            if done is None or not self.store_pass(done):
+                return
 
     # -- health and metrics ---------------------------------------------------------------
     def snapshot(self) -> tuple[dict[str, float], dict[str, float]]:
@@ -327,6 +376,7 @@ class Collector:
             except OSError as exc:
                 log.error("metrics port %s: %s; /metrics is off", self.settings.metrics_port, exc)
         self._spooler.start()
+        self._decoder.start()
         self._writer.start()
         target = self.settings.mqtt
         self._client.connect_async(target.host, target.port, keepalive=30)
@@ -342,11 +392,13 @@ class Collector:
             self._pending_cv.notify_all()
         self._spooler.join(timeout_s)
         self._spooled.set()
+        self._decoder.join(timeout_s)
         self._writer.join(timeout_s)
-        if self._writer.is_alive():
+        if self._writer.is_alive() or self._decoder.is_alive():
             log.error("InfluxDB still unavailable; %d messages stay in the spool for the next start",
                       self.spool.depth)
             self._stop_now.set()
+            self._decoder.join(10)
             self._writer.join(10)
         if self._metrics:
             self._metrics.stop()

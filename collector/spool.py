@@ -23,7 +23,9 @@ class Spool:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
         self._db.execute(
-            "CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY, topic TEXT NOT NULL,"
+            # AUTOINCREMENT: ids never come back after the table empties, so a reader's
+            # cursor (the last id it decoded) can never skip a newer message.
+            "CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,"
             " payload BLOB NOT NULL, received_ms INTEGER NOT NULL)"
         )
         (self._depth,) = self._db.execute("SELECT count(*) FROM spool").fetchone()
@@ -45,11 +47,12 @@ class Spool:
             self._depth += len(rows)
         return len(rows)
 
-    def head(self, limit: int) -> list[tuple[int, str, bytes, int]]:
-        """The oldest ``limit`` messages, in arrival order."""
+    def head(self, limit: int, after_id: int = 0) -> list[tuple[int, str, bytes, int]]:
+        """The oldest ``limit`` messages after ``after_id``, in arrival order."""
         with self._lock:
             return self._db.execute(
-                "SELECT id, topic, payload, received_ms FROM spool ORDER BY id LIMIT ?", (limit,)
+                "SELECT id, topic, payload, received_ms FROM spool WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
             ).fetchall()
 
     def oldest_ms(self) -> int | None:

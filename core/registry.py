@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import csv
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-import time
 from datetime import date, datetime
 from pathlib import Path
 
@@ -330,22 +330,27 @@ class Registry:
 
     # -- dirty days and worker state ------------------------------------------------------
     def mark_dirty(self, pairs: Iterable[tuple[str, date]]) -> None:
-        """Note that raw data of these (site, local day) pairs changed; the worker recomputes them."""
+        """Note that raw data of these (site, local day) pairs changed; the worker recomputes them.
+
+        One Core statement per call: the collector calls this once per write pass.
+        """
         now_ms = int(time.time() * 1000)
         rows = [{"site_id": s, "day": d, "marked_ms": now_ms} for s, d in set(pairs)]
         if not rows:
             return
-        with self._session.begin() as s:
-            dialect = self.engine.dialect.name
+        dialect = self.engine.dialect.name
+        with self.engine.begin() as conn:
             if dialect in ("sqlite", "postgresql"):
                 insert = {"sqlite": sqlite_insert, "postgresql": pg_insert}[dialect]
                 stmt = insert(DirtyDayRow).values(rows)
-                s.execute(stmt.on_conflict_do_update(
+                conn.execute(stmt.on_conflict_do_update(
                     index_elements=["site_id", "day"], set_={"marked_ms": stmt.excluded.marked_ms}
                 ))
-            else:  # any other database: one merge per row
+            else:  # any other database: delete, then insert
                 for row in rows:
-                    s.merge(DirtyDayRow(**row))
+                    conn.execute(delete(DirtyDayRow).where(
+                        DirtyDayRow.site_id == row["site_id"], DirtyDayRow.day == row["day"]))
+                conn.execute(DirtyDayRow.__table__.insert(), rows)
 
     def dirty_days(self) -> dict[str, set[date]]:
         with self._session() as s:

@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.errors import ConfigError
 
-
 IDENT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 

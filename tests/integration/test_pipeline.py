@@ -122,6 +122,7 @@ def test_pipeline_vqr1_end_to_end(pqmon_env: dict[str, str], tmp_path: Path, sce
         client.disconnect()
         collector.send_signal(signal.SIGTERM)
         out, _ = collector.communicate(timeout=30)
+        print(out)  # shown by pytest when the test fails
     assert collector.returncode == 0, out
 
     letters = _stream_letters(deadletters)
