@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from core.lineproto import line, valid_ident
 
 TOPIC_PREFIX = "pq/v1/"
@@ -208,6 +210,16 @@ def event_line(obj: Any, site: str, meter: str, now_ms: int, oldest_ms: int) -> 
     return line("event", {"site": site, "meter": meter, "type": kind}, fields, ts_ms), unknown
 
 
+def _loads(payload: bytes) -> Any:
+    """orjson is 4x faster; the standard library takes what orjson is stricter about (NaN,
+    integers past 64 bits, lone surrogate escapes), so that such a value costs only its own
+    reading, never the good ones beside it in a batch."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return json.loads(payload)
+
+
 def decode(
     topic: str,
     payload: bytes,
@@ -230,7 +242,7 @@ def decode(
         out.status = text
         return out
     try:
-        body = json.loads(payload)
+        body = _loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
         raise Rejected("bad_json", str(exc)[:120]) from None
     if kind == "event":

@@ -53,16 +53,22 @@ class DeadLetters:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
 
-    def add_many(self, records: Iterable[tuple[str, bytes | Any, str, str, int]]) -> int:
-        """(topic, payload, reason, detail, received_ms) rows in one transaction."""
+    def add_many(self, records: Iterable[tuple[Any, ...]]) -> int:
+        """(topic, payload, reason, detail, received_ms[, key]) rows in one transaction.
+
+        ``key`` names the rejected thing uniquely (a spool message and item number), so that
+        processing it again after a crash stores it once, while two equal bad messages stay two.
+        Without a key the record is keyed by its topic, payload, reason and received time.
+        """
         now = int(time.time() * 1000)
         rows = []
-        for topic, payload, reason, detail, received_ms in records:
+        for record in records:
+            topic, payload, reason, detail, received_ms = record[:5]
+            key = record[5] if len(record) > 5 else None
             # ASCII escapes keep a lone surrogate (valid JSON, invalid UTF-8) storable and replayable.
             raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-            digest = hashlib.sha256(
-                b"\0".join([topic.encode(), raw, reason.encode(), str(received_ms).encode()])
-            ).hexdigest()
+            identity = [str(key).encode()] if key is not None else [raw, str(received_ms).encode()]
+            digest = hashlib.sha256(b"\0".join([topic.encode(), reason.encode(), *identity])).hexdigest()
             rows.append((received_ms, now, topic, _site_of(topic), reason, detail,
                          raw[:PAYLOAD_CAP_BYTES], int(len(raw) > PAYLOAD_CAP_BYTES), digest))
         if not rows:

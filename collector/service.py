@@ -19,6 +19,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -40,6 +41,7 @@ REGISTRY_REFRESH_S = 30.0
 MESSAGES_PER_PASS = 20_000
 ROWS_PER_FETCH = 200
 LINGER_S = 0.05
+SPOOL_GATHER_S = 0.005
 BUCKET_MS = 900_000  # every UTC offset in use is a multiple of 15 minutes
 STORE_DOWN = "InfluxDB is unavailable (%s); %d messages wait in the spool. Check PQMON_INFLUX_URL."
 STORE_BACK = "InfluxDB is back after %.0fs; caught up"
@@ -54,7 +56,7 @@ class Pass:
     last_id: int
     messages: int = 0
     lines: list[str] = field(default_factory=list)
-    dead: list[tuple[str, object, str, str, int]] = field(default_factory=list)
+    dead: list[tuple[Any, ...]] = field(default_factory=list)
     touched: set[tuple[str, int]] = field(default_factory=set)
 
 
@@ -172,6 +174,9 @@ class Collector:
                     self._pending_cv.wait(0.5)
                 if not self._pending and self._stop.is_set():
                     return
+            # Group commit: a few milliseconds more make one transaction of many messages.
+            time.sleep(SPOOL_GATHER_S)
+            with self._pending_cv:
                 batch, self._pending = self._pending, []
             while self.spool.depth >= self.settings.spool_max_messages and not self._stop.is_set():
                 if not full_logged:
@@ -199,8 +204,9 @@ class Collector:
 
     def decode_one(
         self, topic: str, payload: bytes, received_ms: int, now_ms: int,
-        dead: list[tuple[str, object, str, str, int]],
+        dead: list[tuple[Any, ...]],
         touched: set[tuple[str, int]] | None = None,
+        key: str | None = None,
     ) -> list[str]:
         """Points of one message; its rejects are appended to ``dead``."""
         oldest = now_ms - self.settings.retention_days * 86_400_000
@@ -214,16 +220,16 @@ class Collector:
                 decoded = decode(topic, payload, self._meter_table(force=True), now_ms, oldest)
         except Rejected as why:
             self.counts[f"rejected_{why.reason}"] += 1
-            dead.append((topic, payload, why.reason, why.detail, received_ms))
+            dead.append((topic, payload, why.reason, why.detail, received_ms, key))
             return []
         except Exception as exc:  # a bug of ours must not wedge the spool on one message
             log.exception("could not decode a message on %s; dead-lettered as internal_error", topic)
             self.counts["rejected_internal_error"] += 1
-            dead.append((topic, payload, "internal_error", repr(exc)[:300], received_ms))
+            dead.append((topic, payload, "internal_error", repr(exc)[:300], received_ms, key))
             return []
-        for why, item in decoded.rejected:
+        for n, (why, item) in enumerate(decoded.rejected):
             self.counts[f"rejected_{why.reason}"] += 1
-            dead.append((topic, item, why.reason, why.detail, received_ms))
+            dead.append((topic, item, why.reason, why.detail, received_ms, None if key is None else f"{key}:{n}"))
         self.counts["unknown_fields"] += decoded.unknown_fields
         if decoded.status:
             self.counts[f"status_{decoded.status}"] += 1
@@ -265,7 +271,7 @@ class Collector:
     def _store_one_by_one(self, batch: list[str], exc: StoreRejected) -> None:
         """InfluxDB refused a batch (a field type clash, say): find the bad points, keep the rest."""
         log.warning("InfluxDB refused a batch of %d (%s); writing point by point", len(batch), exc)
-        dead: list[tuple[str, object, str, str, int]] = []
+        dead: list[tuple[Any, ...]] = []
         for point in batch:
             try:
                 self.store.write([point])
@@ -283,9 +289,11 @@ class Collector:
             rows = self.spool.head(ROWS_PER_FETCH, after_id=done.last_id)
             if not rows:
                 break
-            for _id, topic, payload, received_ms in rows:
-                done.lines.extend(self.decode_one(topic, bytes(payload), received_ms, now_ms, done.dead,
-                                                  done.touched))
+            for spool_id, topic, payload, received_ms in rows:
+                key = f"{self.settings.mqtt_client_id}:{spool_id}"
+                done.lines.extend(
+                    self.decode_one(topic, bytes(payload), received_ms, now_ms, done.dead, done.touched, key)
+                )
             done.last_id = rows[-1][0]
             done.messages += len(rows)
         return done if done.messages else None
@@ -390,11 +398,13 @@ class Collector:
         self._stop.set()
         with self._pending_cv:
             self._pending_cv.notify_all()
-        self._spooler.join(timeout_s)
-        self._spooled.set()
-        self._decoder.join(timeout_s)
-        self._writer.join(timeout_s)
-        if self._writer.is_alive() or self._decoder.is_alive():
+        started = self._spooler.is_alive() or self._decoder.is_alive()
+        if started:
+            self._spooler.join(timeout_s)
+            self._spooled.set()
+            self._decoder.join(timeout_s)
+            self._writer.join(timeout_s)
+        if started and (self._writer.is_alive() or self._decoder.is_alive()):
             log.error("InfluxDB still unavailable; %d messages stay in the spool for the next start",
                       self.spool.depth)
             self._stop_now.set()

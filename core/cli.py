@@ -103,6 +103,15 @@ def cmd_registry_import(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_import_readings(args: argparse.Namespace, settings: Settings) -> int:
+    from collector.backfill import import_readings
+
+    result = import_readings(settings, args.file, progress=not args.quiet)
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(result.rejected_by_reason.items())) or "none"
+    print(f"{result.rows} row(s): {result.stored} stored, {result.rejected} dead-lettered ({reasons})")
+    return 0
+
+
 def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
     from core.registry import Registry
 
@@ -284,6 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = reg.add_parser("import", help="add or update sites and meters from a CSV (DESIGN §8)")
     p.add_argument("file")
     p.set_defaults(func=cmd_registry_import)
+
+    imp = sub.add_parser("import", help="bulk imports").add_subparsers(dest="sub", required=True)
+    p = imp.add_parser("readings", help="a meter-data export (CSV: site, meter, timestamp, reading fields)")
+    p.add_argument("file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_import_readings)
 
     usr = sub.add_parser("user", help="users").add_subparsers(dest="sub", required=True)
     p = usr.add_parser("add", help="create or update a user; password from PQMON_PASSWORD or a prompt")

@@ -77,9 +77,9 @@ def test_reading_rejections(item, expected):
     assert out.lines == []
 
 
-def test_nan_is_not_json_we_accept():
-    out = run("pq/v1/A001/M1/reading", b'{"ts": 1800000000000, "ua": NaN}')
-    assert [why.reason for why, _ in out.rejected] == ["bad_value"]
+def test_nan_costs_only_its_own_reading():
+    out = run("pq/v1/A001/M1/reading", b'[{"ts": 1800000000000, "ua": NaN}, {"ts": 1800000000000, "ub": 230}]')
+    assert [why.reason for why, _ in out.rejected] == ["bad_value"] and len(out.lines) == 1
 
 
 def test_unknown_fields_are_counted_not_stored():
