@@ -19,8 +19,8 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt

@@ -7,6 +7,7 @@ both get a process they own, data in a directory they choose, and a clean stop.
 from __future__ import annotations
 
 import getpass
+import logging
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,8 @@ import requests
 
 from core.errors import PqmonError
 
+log = logging.getLogger(__name__)
+
 INSTALL_HINT = (
     "{binary} was not found. On Debian/Ubuntu install it with "
     "'sudo apt-get install -y mosquitto influxdb' (or run the README's first command)."
@@ -28,6 +31,19 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout_s: float, name: str) -> None:
+    """Terminate, then kill if it has not gone after ``timeout_s``."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        log.warning("%s did not stop within %gs; killing it", name, timeout_s)
+        proc.kill()
+        proc.wait(timeout_s)
 
 
 def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.05) -> None:  # type: ignore[no-untyped-def]
@@ -77,14 +93,7 @@ class ServerProcess:
         return True
 
     def stop(self, timeout_s: float = 10) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout_s)
+        stop_process(self.proc, timeout_s, self.name)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -124,7 +133,7 @@ class LocalMosquitto(ServerProcess):
             + self.extra_conf
         )
         self._spawn([binary, "-c", str(conf)])
-        wait_until(lambda: self._check_alive() and _port_open(self.port), timeout_s, "Mosquitto")
+        wait_until(lambda: self._check_alive() and port_open(self.port), timeout_s, "Mosquitto")
         return self
 
 
@@ -161,7 +170,7 @@ class LocalInflux(ServerProcess):
         return self
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2):
             return True

@@ -29,7 +29,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from core.registry import Registry
-from core.servers import LocalInflux, LocalMosquitto
+from core.servers import LocalInflux, LocalMosquitto, stop_process
 from core.settings import Settings, load_settings, parse_mqtt_url
 from core.store import InfluxStore
 from simulator.fleet import DAY_MS, Fleet, make_fleet
@@ -72,16 +72,7 @@ class Child:
             return ""
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        """Terminate, then kill if it has not gone after ``timeout_s``."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            log.warning("%s did not stop within %gs; killing it", self.name, timeout_s)
-            self.proc.kill()
-            self.proc.wait(timeout_s)
+        stop_process(self.proc, timeout_s, self.name)
 
 
 class Supervisor:

@@ -20,6 +20,20 @@ from core.servers import wait_until
 REGISTRY_HEADER = "site_id,site_kind,name,voltage_class_kv,phases,meter_id,nominal_v,upper_pct,lower_pct,profile,feeder_id,manager\n"
 
 
+def count_and_sum(influx_url: str, db: str) -> tuple[int, float]:
+    """Readings in InfluxDB and the sum of their ua: equal counts and sums mean exactly once."""
+    from core.store import InfluxStore
+
+    store = InfluxStore(influx_url, db, retries=0)
+    try:
+        frames = store.query("SELECT count(ua), sum(ua) FROM reading")
+    finally:
+        store.close()
+    if not frames:
+        return 0, 0.0
+    return int(frames[0]["count"].iloc[0]), float(frames[0]["sum"].iloc[0])
+
+
 def registry_csv(path: Path, meters: int, site: str = "A001") -> Path:
     rows = [f"{site},account,Test works,0.38,3,M{i},220,,,gb,," for i in range(meters)]
     path.write_text(REGISTRY_HEADER + "\n".join(rows) + "\n")

@@ -20,8 +20,7 @@ from collector.replay import replay
 from core.errors import PqmonError
 from core.registry import Registry
 from core.settings import Settings, load_settings
-from core.store import InfluxStore
-from tests.integration.mqtt_support import REGISTRY_HEADER, registry_csv
+from tests.integration.mqtt_support import REGISTRY_HEADER, count_and_sum, registry_csv
 
 pytestmark = pytest.mark.integration
 
@@ -88,14 +87,7 @@ def write_export(path: Path, start_ms: int) -> tuple[list[dict[str, str]], Count
 
 
 def stored_readings(settings: Settings) -> tuple[int, float]:
-    store = InfluxStore.from_settings(settings)
-    try:
-        frames = store.query("SELECT count(ua), sum(ua) FROM reading")
-    finally:
-        store.close()
-    if not frames:
-        return 0, 0.0
-    return int(frames[0]["count"].iloc[0]), float(frames[0]["sum"].iloc[0])
+    return count_and_sum(settings.influx_url, settings.influx_db)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from collector.broker import meter_user, write_credentials
 from core.registry import Registry
-from core.servers import LocalMosquitto, free_port, wait_until
+from core.servers import LocalMosquitto, free_port, port_open, wait_until
 from core.store import InfluxStore
 from tests.conftest import run_pqmon
 from tests.integration.mqtt_support import REGISTRY_HEADER, CollectorProcess
@@ -158,19 +158,9 @@ def broker(tmp_path: Path, registry_url: str) -> Iterator[Broker]:
             f"listener {tls_port} 127.0.0.1\ncafile {ca_file}\ncertfile {cert}\nkeyfile {key}\n"
         ),
     ).start()
-    wait_until(lambda: _port_open(tls_port), 10, "the TLS listener")
+    wait_until(lambda: port_open(tls_port), 10, "the TLS listener")
     yield Broker(server, passwords, tls_port, ca_file)
     server.stop()
-
-
-def _port_open(port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def test_credentials_file_holds_hashes_not_passwords(broker: Broker, tmp_path: Path) -> None:

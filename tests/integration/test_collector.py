@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from core.servers import LocalInflux, LocalMosquitto, free_port, wait_until
-from core.store import InfluxStore
 from tests.conftest import run_pqmon
 from tests.integration.mqtt_support import (
     CollectorProcess,
     Stream,
+    count_and_sum,
     reading_messages,
     reading_value,
     registry_csv,
@@ -60,16 +60,10 @@ def setup_registry(tmp_path: Path, env: dict[str, str]) -> None:
 def stored(influx: LocalInflux) -> tuple[int, float]:
     if not influx.running():
         return -1, 0.0
-    store = InfluxStore(influx.url, "pqmon", retries=0)
     try:
-        frames = store.query("SELECT count(ua), sum(ua) FROM reading")
-    except Exception:
+        return count_and_sum(influx.url, "pqmon")
+    except Exception:  # restarting: not answering yet
         return -1, 0.0
-    finally:
-        store.close()
-    if not frames:
-        return 0, 0.0
-    return int(frames[0]["count"].iloc[0]), float(frames[0]["sum"].iloc[0])
 
 
 def expected(per_meter: int) -> tuple[int, float]:

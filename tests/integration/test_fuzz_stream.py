@@ -31,9 +31,8 @@ import pytest
 from collector.contract import MeterInfo, Rejected, decode
 from collector.deadletter import DeadLetters
 from core.servers import wait_until
-from core.store import InfluxStore
 from tests.conftest import run_pqmon
-from tests.integration.mqtt_support import CollectorProcess, Stream, registry_csv
+from tests.integration.mqtt_support import CollectorProcess, Stream, count_and_sum, registry_csv
 from tests.unit.test_contract_fuzz import (
     ITEM_DEFECTS,
     MESSAGE_DEFECTS,
@@ -252,14 +251,7 @@ def deliverable(topic: str) -> bool:
 
 
 def readings_in_influx(env: dict[str, str]) -> tuple[int, float]:
-    store = InfluxStore(env["PQMON_INFLUX_URL"], env["PQMON_INFLUX_DB"], retries=0)
-    try:
-        frames = store.query("SELECT count(ua), sum(ua) FROM reading")
-    finally:
-        store.close()
-    if not frames:
-        return 0, 0.0
-    return int(frames[0]["count"].iloc[0]), float(frames[0]["sum"].iloc[0])
+    return count_and_sum(env["PQMON_INFLUX_URL"], env["PQMON_INFLUX_DB"])
 
 
 def dead_letter_reasons(path: Path) -> Counter[str]:

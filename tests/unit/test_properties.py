@@ -13,7 +13,6 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
