@@ -61,23 +61,31 @@ def fleet_report(
         v, r = vq.get(site.id, pd.DataFrame()), rel.get(site.id, pd.DataFrame())
         customer_vqr = vqr_pct(_sum(v, "over_min"), _sum(v, "under_min"), _sum(v, "monitored_min"))
         feeder = vq.get(site.feeder_id or "", pd.DataFrame())
-        supply_vqr = vqr_pct(_sum(feeder, "over_min"), _sum(feeder, "under_min"), _sum(feeder, "monitored_min"))
-        rows.append({
-            "site": site.id,
-            "name": site.name,
-            "manager": site.manager,
-            "feeder": site.feeder_id,
-            "vqr_pct": customer_vqr,
-            "monitored_min": int(_sum(v, "monitored_min")),
-            "over_min": int(_sum(v, "over_min")),
-            "under_min": int(_sum(v, "under_min")),
-            "rs1_pct": rs1_pct(_sum(r, "outage_s"), period_s) if len(r) else None,
-            "rs1_excl_short_pct": rs1_pct(_sum(r, "outage_s") - _sum(r, "short_s"), period_s) if len(r) else None,
-            "outages": int(_sum(r, "outages_sustained") + _sum(r, "outages_short")),
-            "outage_s": _sum(r, "outage_s"),
-            "supply_vqr_pct": supply_vqr,
-            "vqr_gap_pct": None if customer_vqr is None or supply_vqr is None else customer_vqr - supply_vqr,
-        })
+        supply_vqr = vqr_pct(
+            _sum(feeder, "over_min"), _sum(feeder, "under_min"), _sum(feeder, "monitored_min")
+        )
+        rows.append(
+            {
+                "site": site.id,
+                "name": site.name,
+                "manager": site.manager,
+                "feeder": site.feeder_id,
+                "vqr_pct": customer_vqr,
+                "monitored_min": int(_sum(v, "monitored_min")),
+                "over_min": int(_sum(v, "over_min")),
+                "under_min": int(_sum(v, "under_min")),
+                "rs1_pct": rs1_pct(_sum(r, "outage_s"), period_s) if len(r) else None,
+                "rs1_excl_short_pct": rs1_pct(_sum(r, "outage_s") - _sum(r, "short_s"), period_s)
+                if len(r)
+                else None,
+                "outages": int(_sum(r, "outages_sustained") + _sum(r, "outages_short")),
+                "outage_s": _sum(r, "outage_s"),
+                "supply_vqr_pct": supply_vqr,
+                "vqr_gap_pct": None
+                if customer_vqr is None or supply_vqr is None
+                else customer_vqr - supply_vqr,
+            }
+        )
     table = pd.DataFrame(rows)
     report: dict[str, Any] = {
         "from": day_from.isoformat(),
@@ -85,11 +93,14 @@ def fleet_report(
         "tz": tz,
         "accounts": n,
         "voltage": _fleet_voltage(table),
-        "reliability": _reliability(outages, accounts, n, period_s, tz, day_from, day_to, now_ms, short_s, med_ddof),
+        "reliability": _reliability(
+            outages, accounts, n, period_s, tz, day_from, day_to, now_ms, short_s, med_ddof
+        ),
         "last_mile": [
             {k: row[k] for k in ("site", "name", "feeder", "vqr_pct", "supply_vqr_pct", "vqr_gap_pct")}
             for row in rows
-            if row["supply_vqr_pct"] is not None and row["vqr_pct"] is not None
+            if row["supply_vqr_pct"] is not None
+            and row["vqr_pct"] is not None
             and row["supply_vqr_pct"] >= target_vqr_pct > row["vqr_pct"]
         ],
         "last_mile_target_vqr_pct": target_vqr_pct,
@@ -104,34 +115,48 @@ def _fleet_voltage(table: pd.DataFrame) -> dict[str, Any]:
     rates = [v for v in table["vqr_pct"] if v is not None and not pd.isna(v)]
     return {
         # Both aggregations of standards.md §1.4, since they differ: time-pooled and point mean.
-        "vqr_pooled_pct": vqr_pct(table["over_min"].sum(), table["under_min"].sum(), table["monitored_min"].sum()),
+        "vqr_pooled_pct": vqr_pct(
+            table["over_min"].sum(), table["under_min"].sum(), table["monitored_min"].sum()
+        ),
         "vqr_mean_pct": class_vqr_mean_pct(rates) if rates else None,
     }
 
 
 def _reliability(
-    outages: pd.DataFrame, accounts: list[Any], n: int, period_s: float, tz: str,
-    day_from: date, day_to: date, now_ms: int, short_s: float, med_ddof: int,
+    outages: pd.DataFrame,
+    accounts: list[Any],
+    n: int,
+    period_s: float,
+    tz: str,
+    day_from: date,
+    day_to: date,
+    now_ms: int,
+    short_s: float,
+    med_ddof: int,
 ) -> dict[str, Any]:
     if n == 0 or period_s <= 0:
         return {}
     ids = {s.id for s in accounts}
     mine = outages[outages["site"].isin(ids)] if len(outages) else outages
-    interruptions = pd.DataFrame({
-        "customer": mine["site"] if len(mine) else [],
-        "start_ms": mine["start_ms"].astype("int64") if len(mine) else [],
-        "duration_s": mine["duration_s"].astype(float) if len(mine) else [],
-    }).astype({"start_ms": "int64", "duration_s": "float64"})
+    interruptions = pd.DataFrame(
+        {
+            "customer": mine["site"] if len(mine) else [],
+            "start_ms": mine["start_ms"].astype("int64") if len(mine) else [],
+            "duration_s": mine["duration_s"].astype(float) if len(mine) else [],
+        }
+    ).astype({"start_ms": "int64", "duration_s": "float64"})
     period_h = period_s / 3600.0
     daily = fleet.daily_saidi_min(interruptions, n, tz, days_between(day_from, day_to))
     threshold = fleet.med_threshold(daily, ddof=med_ddof)
     med_days = fleet.major_event_days(daily, threshold.t_med_min) if threshold else []
     split = fleet.fleet_indices_med_split(interruptions, n, period_h, med_days, tz)
-    events = pd.DataFrame({
-        "cause": [CAUSE_TO_DLT836.get(c, "fault") for c in (mine["cause"] if len(mine) else [])],
-        "users": 1,
-        "duration_s": mine["duration_s"].astype(float).to_numpy() if len(mine) else [],
-    })
+    events = pd.DataFrame(
+        {
+            "cause": [CAUSE_TO_DLT836.get(c, "fault") for c in (mine["cause"] if len(mine) else [])],
+            "users": 1,
+            "duration_s": mine["duration_s"].astype(float).to_numpy() if len(mine) else [],
+        }
+    )
     return {
         "ieee1366": {
             "momentary_max_s": IEEE1366_SHORT_S,

@@ -40,10 +40,7 @@ def validate_limits(
         default.upper_pct if upper_pct is None else abs(upper_pct),
         default.lower_pct if lower_pct is None else abs(lower_pct),
     )
-    if (
-        voltage_class_kv >= HV_THRESHOLD_KV
-        and limits.upper_pct + limits.lower_pct > HV_SUM_LIMIT_PCT + 1e-9
-    ):
+    if voltage_class_kv >= HV_THRESHOLD_KV and limits.upper_pct + limits.lower_pct > HV_SUM_LIMIT_PCT + 1e-9:
         raise ValueError(
             f"at {voltage_class_kv:g} kV GB/T 12325 allows |upper| + |lower| <= 10 %, "
             f"got +{limits.upper_pct:g} / -{limits.lower_pct:g}"

@@ -97,16 +97,12 @@ def merge(outages: Iterable[Outage]) -> list[Outage]:
     return merged
 
 
-def classify(
-    outages: Sequence[Outage], planned_windows_ms: Sequence[tuple[int, int]]
-) -> list[Outage]:
+def classify(outages: Sequence[Outage], planned_windows_ms: Sequence[tuple[int, int]]) -> list[Outage]:
     """``planned`` when the outage begins inside a registered planned-outage window."""
     return [
         replace(
             o,
-            cause="planned"
-            if any(ws <= o.start_ms <= we for ws, we in planned_windows_ms)
-            else "unplanned",
+            cause="planned" if any(ws <= o.start_ms <= we for ws, we in planned_windows_ms) else "unplanned",
         )
         for o in outages
     ]

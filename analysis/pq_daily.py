@@ -129,9 +129,9 @@ def _event_counts(events: pd.DataFrame, edges: np.ndarray, n_days: int) -> dict[
     residual = (ev["residual_pct"] if "residual_pct" in ev else pd.Series(np.nan, index=ev.index)).to_numpy(
         np.float64
     )
-    magnitude = (ev["magnitude_pct"] if "magnitude_pct" in ev else pd.Series(np.nan, index=ev.index)).to_numpy(
-        np.float64
-    )
+    magnitude = (
+        ev["magnitude_pct"] if "magnitude_pct" in ev else pd.Series(np.nan, index=ev.index)
+    ).to_numpy(np.float64)
     dips = (kinds == "dip") & ~np.isnan(residual) & ~np.isnan(duration_s)
     swells = (kinds == "swell") & ~np.isnan(magnitude) & ~np.isnan(duration_s)
     cells = np.full(len(ev), None, dtype=object)
@@ -142,7 +142,7 @@ def _event_counts(events: pd.DataFrame, edges: np.ndarray, n_days: int) -> dict[
     for cell in sorted({c for c in cells if c}):
         add(f"en_{cell}", cells == cell)
     level = np.where(kinds == "swell", magnitude, residual)
-    judged = (dips | swells)
+    judged = dips | swells
     if judged.any():
         regions = np.full(len(ev), None, dtype=object)
         regions[judged] = itic_regions(level[judged], duration_s[judged])

@@ -107,9 +107,7 @@ def count_by_day(mask: np.ndarray, day_edges: np.ndarray) -> np.ndarray:
     return np.add.reduceat(mask.astype(np.int64), day_edges)
 
 
-def outage_minute_mask(
-    intervals_ms: list[tuple[int, int]], start_ms: int, n_minutes: int
-) -> np.ndarray:
+def outage_minute_mask(intervals_ms: list[tuple[int, int]], start_ms: int, n_minutes: int) -> np.ndarray:
     """Minutes that overlap any outage; 12:00:00 to 12:45:00 covers 45 of them (DESIGN §5)."""
     mask = np.zeros(n_minutes, dtype=bool)
     for begin, end in intervals_ms:

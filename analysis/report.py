@@ -154,12 +154,14 @@ def en50160_weeks(vq: pd.DataFrame, tz: str) -> list[dict[str, Any]]:
             n = float(g["en_n"].fillna(0).sum())
             per_phase[str(phase)] = (float(g["en_within"].fillna(0).sum()) / n * 100.0) if n else None
         shares = [v for v in per_phase.values() if v is not None]
-        weeks.append({
-            "week_start": week.isoformat(),
-            "days": int(group["time"].nunique()),
-            "within_pct": per_phase,
-            "pass": (min(shares) >= 95.0) if shares else None,
-        })
+        weeks.append(
+            {
+                "week_start": week.isoformat(),
+                "days": int(group["time"].nunique()),
+                "within_pct": per_phase,
+                "pass": (min(shares) >= 95.0) if shares else None,
+            }
+        )
     return weeks
 
 
@@ -179,14 +181,30 @@ def pq_summary(pq: pd.DataFrame, voltage_class_kv: float) -> dict[str, Any]:
         if col in ("dips", "swells", "interruptions", "itic_prohibited", "itic_no_damage", "semi_f47_outside")
     }
     return {
-        "frequency": {"n": int(_sum(pq, "f_n")), "within_pct": share_within("f_n", "f_out"),
-                      "max_deviation_hz": worst("f_dev_max"), "limit_hz": FREQ_LIMIT_HZ},
-        "unbalance": {"n": int(_sum(pq, "unb_n")), "within_pct": share_within("unb_n", "unb_over"),
-                      "max_pct": worst("unb_max"), "limit_pct": UNBALANCE_LIMIT_PCT},
-        "thd": {"n": int(_sum(pq, "thd_n")), "within_pct": share_within("thd_n", "thd_over"),
-                "max_pct": worst("thd_max"), "limit_pct": thd_limit_pct(voltage_class_kv)},
-        "plt": {"n": int(_sum(pq, "plt_n")), "within_pct": share_within("plt_n", "plt_over"),
-                "max": worst("plt_max"), "limit": plt_limit(voltage_class_kv)},
+        "frequency": {
+            "n": int(_sum(pq, "f_n")),
+            "within_pct": share_within("f_n", "f_out"),
+            "max_deviation_hz": worst("f_dev_max"),
+            "limit_hz": FREQ_LIMIT_HZ,
+        },
+        "unbalance": {
+            "n": int(_sum(pq, "unb_n")),
+            "within_pct": share_within("unb_n", "unb_over"),
+            "max_pct": worst("unb_max"),
+            "limit_pct": UNBALANCE_LIMIT_PCT,
+        },
+        "thd": {
+            "n": int(_sum(pq, "thd_n")),
+            "within_pct": share_within("thd_n", "thd_over"),
+            "max_pct": worst("thd_max"),
+            "limit_pct": thd_limit_pct(voltage_class_kv),
+        },
+        "plt": {
+            "n": int(_sum(pq, "plt_n")),
+            "within_pct": share_within("plt_n", "plt_over"),
+            "max": worst("plt_max"),
+            "limit": plt_limit(voltage_class_kv),
+        },
         "events": events,
         "en50160_dip_swell_cells": {
             col.removeprefix("en_"): int(_sum(pq, col)) for col in sorted(pq.columns) if col.startswith("en_")
@@ -241,9 +259,11 @@ def fleet_summary(
         site_rel = rel[rel["site"] == site_id] if len(rel) else rel
         figures = _vq_figures(site_vq, period_s / 60) if len(site_vq) else {}
         has_rel = len(site_rel) > 0
-        outages = sum(
-            _sum(site_rel, c) for c in ("outages_sustained", "outages_short")
-        ) if has_rel else float("nan")
+        outages = (
+            sum(_sum(site_rel, c) for c in ("outages_sustained", "outages_short"))
+            if has_rel
+            else float("nan")
+        )
         rows.append(
             {
                 "site": site_id,

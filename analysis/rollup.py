@@ -52,7 +52,9 @@ class RollupPolicy:
 
 @dataclass
 class SiteRollup:
-    vq: pd.DataFrame  # day_ms, phase, monitored_min, over_min, under_min, outage_min, missing_min, vqr_pct ...
+    vq: (
+        pd.DataFrame
+    )  # day_ms, phase, monitored_min, over_min, under_min, outage_min, missing_min, vqr_pct ...
     rel: pd.DataFrame  # day_ms, outage_s, short_s, outages_* ...
     outages: list[outage_rules.Outage] = field(default_factory=list)  # begun inside the window
     found: list[outage_rules.Outage] = field(default_factory=list)  # every outage seen
@@ -85,9 +87,7 @@ def rollup_site(
     start_ms = day_start_ms(days[0], policy.tz)
     end_ms = day_start_ms(days[-1] + timedelta(days=1), policy.tz)
     n = (end_ms - start_ms) // MINUTE_MS
-    day_edges = np.array(
-        [(day_start_ms(d, policy.tz) - start_ms) // MINUTE_MS for d in days], dtype=np.int64
-    )
+    day_edges = np.array([(day_start_ms(d, policy.tz) - start_ms) // MINUTE_MS for d in days], dtype=np.int64)
     minute_start = start_ms + np.arange(n, dtype=np.int64) * MINUTE_MS
     elapsed = minute_start < now_ms  # minutes still to come are neither monitored nor missing
 
@@ -113,14 +113,14 @@ def rollup_site(
         nominal[ch] = spec.nominal_v * (math.sqrt(3) if ch in LINE_FIELDS else 1.0)
         on_grid = minute_means(times, values, interval, grid_start, grid_n)
         grid_means.append(on_grid / nominal[ch])
-        means[ch] = on_grid[offset:offset + n]
+        means[ch] = on_grid[offset : offset + n]
 
     # Every phase below 10 % of nominal: an interruption seen in the readings.
     stacked = np.vstack(grid_means)
     grid_data = ~np.isnan(stacked).all(axis=0)
     with np.errstate(invalid="ignore"):
         low = grid_data & np.all(np.isnan(stacked) | (stacked < outage_rules.INTERRUPTION_FRACTION), axis=0)
-    any_data = grid_data[offset:offset + n]
+    any_data = grid_data[offset : offset + n]
 
     found = outage_rules.merge(
         outage_rules.from_events(events) + outage_rules.from_low_minutes(low, grid_start)
@@ -172,16 +172,12 @@ def rollup_site(
         row["channels"] = len(channels)
         vq_rows.append(row)
 
-    rel_rows = [
-        _rel_row(d, policy, found, now_ms) for d in days if day_start_ms(d, policy.tz) < now_ms
-    ]
+    rel_rows = [_rel_row(d, policy, found, now_ms) for d in days if day_start_ms(d, policy.tz) < now_ms]
     in_window = [o for o in found if start_ms <= o.start_ms < end_ms]
     return SiteRollup(pd.DataFrame(vq_rows), pd.DataFrame(rel_rows), in_window, found)
 
 
-def _vq_row(
-    d: date, tz: str, phase: str, counts: dict[str, np.ndarray], i: int
-) -> dict[str, object]:
+def _vq_row(d: date, tz: str, phase: str, counts: dict[str, np.ndarray], i: int) -> dict[str, object]:
     monitored, over, under = (int(counts[k][i]) for k in ("monitored", "over", "under"))
     return {
         "day_ms": day_start_ms(d, tz),
@@ -215,7 +211,7 @@ def en50160_flags(events: pd.DataFrame, out_mask: np.ndarray, start_ms: int, n: 
         for ts, dur in zip(pq["time"].to_numpy(np.int64), duration.fillna(0).to_numpy(), strict=True):
             first = (int(ts) - start_ms) // (EN_BLOCK_MIN * MINUTE_MS)
             last = (int(ts) + int(dur) - start_ms) // (EN_BLOCK_MIN * MINUTE_MS)
-            flagged[max(first, 0):min(last, blocks - 1) + 1] = True
+            flagged[max(first, 0) : min(last, blocks - 1) + 1] = True
     return flagged
 
 

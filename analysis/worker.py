@@ -78,7 +78,8 @@ def read_site(
         f" AND time >= {start_ms - READING_LOOKBEHIND_MS}ms AND time < {end_ms}ms"
     )
     events = store.query_csv(
-        f'SELECT "event_id", "type", {", ".join(PQ_EVENT_FIELDS)} FROM event WHERE site = {quote_literal(site.id)}'
+        f'SELECT "event_id", "type", {", ".join(PQ_EVENT_FIELDS)} FROM event'
+        f" WHERE site = {quote_literal(site.id)}"
         f" AND time >= {start_ms - EVENT_LOOKBEHIND_MS}ms"
     )
     if events.empty:
@@ -92,7 +93,9 @@ def to_lines(site: Site, result: SiteRollup) -> list[str]:
     lines: list[str] = []
     for row in result.vq.to_dict("records"):
         fields = {k: v for k, v in row.items() if k not in ("day_ms", "phase") and not pd.isna(v)}
-        lines.append(line("vq_daily", {"site": site.id, "phase": str(row["phase"])}, fields, int(row["day_ms"])))
+        lines.append(
+            line("vq_daily", {"site": site.id, "phase": str(row["phase"])}, fields, int(row["day_ms"]))
+        )
     for row in result.rel.to_dict("records"):
         fields = {k: v for k, v in row.items() if k != "day_ms"}
         lines.append(line("rel_daily", {"site": site.id}, fields, int(row["day_ms"])))
@@ -210,7 +213,8 @@ class Analyser:
         since = day_start_ms(self.horizon, tz)
         in_progress = days_between(min(local_day(last_pass_ms, tz), self.today), self.today)
         for df in self.store.query(
-            f"SELECT last(monitored_min) FROM vq_daily WHERE phase = 'all' AND time >= {since}ms GROUP BY site"
+            "SELECT last(monitored_min) FROM vq_daily"
+            f" WHERE phase = 'all' AND time >= {since}ms GROUP BY site"
         ):
             wanted.setdefault(df.attrs["tags"]["site"], set()).update(in_progress)
         for df in self.store.query(
@@ -255,7 +259,11 @@ def run_once(
     result = PassResult(n_sites, n_days, n_points, time.monotonic() - began, full)
     log.info(
         "analysis pass (%s): %d sites, %d site-days, %d points written in %.1fs",
-        "full" if full else "incremental", result.sites, result.days, result.points, result.seconds,
+        "full" if full else "incremental",
+        result.sites,
+        result.days,
+        result.points,
+        result.seconds,
     )
     return result
 

@@ -128,7 +128,11 @@ def _chunks(fh: IO[bytes], chunk_rows: int, path: Path) -> Iterator[pd.DataFrame
     """Every cell as text ("" when empty): the contract, not pandas, decides what a value is."""
     try:
         reader = pd.read_csv(
-            fh, chunksize=chunk_rows, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+            fh,
+            chunksize=chunk_rows,
+            dtype=str,
+            keep_default_na=False,
+            encoding="utf-8-sig",
         )
         with reader:
             yield from reader
@@ -168,8 +172,9 @@ class _Writer:
                 self.store.write([point])
                 self.stored += 1
             except StoreRejected as why:  # same record shape as the collector's
-                self.refused.append(("store", point.encode(), "store_rejected", str(why)[:300],
-                                     int(time.time() * 1000)))
+                self.refused.append(
+                    ("store", point.encode(), "store_rejected", str(why)[:300], int(time.time() * 1000))
+                )
 
 
 def _check_header(fh: IO[bytes], path: Path) -> list[str]:
@@ -184,8 +189,10 @@ def _check_header(fh: IO[bytes], path: Path) -> list[str]:
     columns = [str(c).strip() for c in header.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
-        raise PqmonError(f"{path}: missing column(s) {', '.join(missing)}; "
-                         f"expected {', '.join(REQUIRED_COLUMNS)} and reading fields")
+        raise PqmonError(
+            f"{path}: missing column(s) {', '.join(missing)}; "
+            f"expected {', '.join(REQUIRED_COLUMNS)} and reading fields"
+        )
     fields = [c for c in columns if c in READING_FIELDS]
     if not fields:
         log.warning("%s has none of the reading fields %s", path, ", ".join(READING_FIELDS))
@@ -193,8 +200,13 @@ def _check_header(fh: IO[bytes], path: Path) -> list[str]:
 
 
 def _check_row(
-    topic: str, site: str, meter: str, reading: dict[str, Any],
-    meters: Mapping[tuple[str, str], MeterInfo], now_ms: int, oldest_ms: int,
+    topic: str,
+    site: str,
+    meter: str,
+    reading: dict[str, Any],
+    meters: Mapping[tuple[str, str], MeterInfo],
+    now_ms: int,
+    oldest_ms: int,
 ) -> str:
     """The collector's checks, in its order: topic, registry, then the reading itself."""
     parse_topic(topic)
@@ -229,8 +241,13 @@ def import_readings(
             for chunk in _chunks(fh, chunk_rows, path):
                 chunk.columns = [str(c).strip() for c in chunk.columns]
                 dead: list[tuple[str, object, str, str, int]] = []
-                cells = zip(chunk["site"], chunk["meter"], chunk["timestamp"],
-                            *(chunk[c] for c in fields), strict=True)
+                cells = zip(
+                    chunk["site"],
+                    chunk["meter"],
+                    chunk["timestamp"],
+                    *(chunk[c] for c in fields),
+                    strict=True,
+                )
                 for row_no, (site, meter, ts_text, *values) in enumerate(cells, start=rows + 1):
                     site, meter = site.strip(), meter.strip()
                     topic = reading_topic(site, meter)
@@ -239,8 +256,15 @@ def import_readings(
                         point = _check_row(topic, site, meter, reading, meters, now_ms, oldest_ms)
                     except Rejected as why:
                         reasons[why.reason] += 1
-                        dead.append((topic, reading, why.reason,
-                                     f"{path.name} row {row_no}: {why.detail}", received_ms))
+                        dead.append(
+                            (
+                                topic,
+                                reading,
+                                why.reason,
+                                f"{path.name} row {row_no}: {why.detail}",
+                                received_ms,
+                            )
+                        )
                     else:
                         writer.add(point)
                 rows += len(chunk)

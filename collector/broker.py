@@ -40,7 +40,9 @@ def acl_text(pairs: list[tuple[str, str]], collector_user: str) -> str:
 
 
 def write_credentials(
-    registry: Registry, out_dir: Path, collector_user: str = "pqmon-collector",
+    registry: Registry,
+    out_dir: Path,
+    collector_user: str = "pqmon-collector",
     collector_password: str | None = None,
 ) -> dict[str, str]:
     """Write ``passwd``, ``acl`` and ``meter-credentials.csv`` into ``out_dir``; returns user -> password."""

@@ -24,7 +24,19 @@ PHASE_FIELDS = ("ua", "ub", "uc")
 LINE_FIELDS = ("uab", "ubc", "uca")
 VOLTAGE_FIELDS = PHASE_FIELDS + LINE_FIELDS
 READING_FIELDS = VOLTAGE_FIELDS + (
-    "ia", "ib", "ic", "p", "q", "pf", "f", "thd_ua", "thd_ub", "thd_uc", "unb", "plt", "interval_s",
+    "ia",
+    "ib",
+    "ic",
+    "p",
+    "q",
+    "pf",
+    "f",
+    "thd_ua",
+    "thd_ub",
+    "thd_uc",
+    "unb",
+    "plt",
+    "interval_s",
 )
 EVENT_TYPES = ("power_off", "power_on", "dip", "swell", "interruption")
 EVENT_NUMBERS = ("duration_ms", "residual_pct", "magnitude_pct")
@@ -68,7 +80,7 @@ class Decoded:
 def parse_topic(topic: str) -> tuple[str, str, str]:
     if not topic.startswith(TOPIC_PREFIX):
         raise Rejected("bad_topic", f"topic {topic!r} is not under {TOPIC_PREFIX}")
-    parts = topic[len(TOPIC_PREFIX):].split("/")
+    parts = topic[len(TOPIC_PREFIX) :].split("/")
     if len(parts) != 3 or parts[2] not in KINDS:
         raise Rejected("bad_topic", f"topic {topic!r} is not pq/v1/<site>/<meter>/(reading|event|status)")
     site, meter, kind = parts
@@ -128,7 +140,9 @@ def reading_line(
     obj: Any, site: str, meter: str, info: MeterInfo, now_ms: int, oldest_ms: int
 ) -> tuple[str, int]:
     """One reading object to a line; returns (line, number of unknown fields ignored)."""
-    text, unknown, _ts = _reading(obj, _reading_prefix(site, meter, info.side), _ceilings(info), now_ms, oldest_ms)
+    text, unknown, _ts = _reading(
+        obj, _reading_prefix(site, meter, info.side), _ceilings(info), now_ms, oldest_ms
+    )
     return text, unknown
 
 
@@ -248,7 +262,7 @@ def decode(
     if kind == "event":
         text = event_line(body, site, meter, now_ms, oldest_ms)[0]
         out.lines.append(text)
-        out.times.append(int(text[text.rindex(" ") + 1:]))
+        out.times.append(int(text[text.rindex(" ") + 1 :]))
         return out
     items = body if isinstance(body, list) else [body]
     if not isinstance(body, (list, dict)):

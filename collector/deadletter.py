@@ -69,8 +69,19 @@ class DeadLetters:
             raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             identity = [str(key).encode()] if key is not None else [raw, str(received_ms).encode()]
             digest = hashlib.sha256(b"\0".join([topic.encode(), reason.encode(), *identity])).hexdigest()
-            rows.append((received_ms, now, topic, _site_of(topic), reason, detail,
-                         raw[:PAYLOAD_CAP_BYTES], int(len(raw) > PAYLOAD_CAP_BYTES), digest))
+            rows.append(
+                (
+                    received_ms,
+                    now,
+                    topic,
+                    _site_of(topic),
+                    reason,
+                    detail,
+                    raw[:PAYLOAD_CAP_BYTES],
+                    int(len(raw) > PAYLOAD_CAP_BYTES),
+                    digest,
+                )
+            )
         if not rows:
             return 0
         with self._lock:
@@ -83,8 +94,9 @@ class DeadLetters:
             self._db.execute("COMMIT")
         return len(rows)
 
-    def add(self, topic: str, payload: bytes | Any, reason: str, detail: str = "",
-            received_ms: int | None = None) -> None:
+    def add(
+        self, topic: str, payload: bytes | Any, reason: str, detail: str = "", received_ms: int | None = None
+    ) -> None:
         stamp = int(time.time() * 1000) if received_ms is None else received_ms
         self.add_many([(topic, payload, reason, detail, stamp)])
 
@@ -96,8 +108,12 @@ class DeadLetters:
         until_ms: int | None = None,
     ) -> Iterator[dict[str, Any]]:
         where, args = ["1=1"], []
-        for clause, value in (("reason = ?", reason), ("site = ?", site),
-                              ("received_ms >= ?", since_ms), ("received_ms < ?", until_ms)):
+        for clause, value in (
+            ("reason = ?", reason),
+            ("site = ?", site),
+            ("received_ms >= ?", since_ms),
+            ("received_ms < ?", until_ms),
+        ):
             if value is not None:
                 where.append(clause)
                 args.append(value)
@@ -109,9 +125,15 @@ class DeadLetters:
             ).fetchall()
         for rid, received_ms, topic, site_id, why, detail, payload, truncated in rows:
             yield {
-                "id": rid, "received_ms": received_ms, "topic": topic, "site": site_id,
-                "reason": why, "detail": detail, "payload": bytes(payload).decode("utf-8", "replace"),
-                "raw": bytes(payload), "truncated": bool(truncated),
+                "id": rid,
+                "received_ms": received_ms,
+                "topic": topic,
+                "site": site_id,
+                "reason": why,
+                "detail": detail,
+                "payload": bytes(payload).decode("utf-8", "replace"),
+                "raw": bytes(payload),
+                "truncated": bool(truncated),
             }
 
     def remove(self, ids: Iterable[int]) -> None:

@@ -53,7 +53,7 @@ def replay(settings: Settings, reason: str | None = None, site: str | None = Non
         if lines:
             store.ensure_database()
             for i in range(0, len(lines), settings.batch_size):
-                store.write(lines[i:i + settings.batch_size])
+                store.write(lines[i : i + settings.batch_size])
         letters.remove(passed)
     finally:
         store.close()

@@ -45,7 +45,9 @@ SPOOL_GATHER_S = 0.005
 BUCKET_MS = 900_000  # every UTC offset in use is a multiple of 15 minutes
 STORE_DOWN = "InfluxDB is unavailable (%s); %d messages wait in the spool. Check PQMON_INFLUX_URL."
 STORE_BACK = "InfluxDB is back after %.0fs; caught up"
-SPOOL_FULL = "spool holds %d messages (PQMON_SPOOL_MAX_MESSAGES); no longer acknowledging, the broker keeps the rest"
+SPOOL_FULL = (
+    "spool holds %d messages (PQMON_SPOOL_MAX_MESSAGES); no longer acknowledging, the broker keeps the rest"
+)
 BAD_CREDENTIALS = "the broker refused the collector's credentials; fix PQMON_MQTT_URL and restart"
 
 
@@ -150,8 +152,13 @@ class Collector:
         # Resubscribe on every connect: a fresh broker may not know the session.
         client.subscribe(self.subscription, qos=1)
         self.connected.set()
-        log.info("connected to MQTT %s:%s (session present: %s), subscribed to %s",
-                 self.settings.mqtt.host, self.settings.mqtt.port, flags.session_present, self.subscription)
+        log.info(
+            "connected to MQTT %s:%s (session present: %s), subscribed to %s",
+            self.settings.mqtt.host,
+            self.settings.mqtt.port,
+            flags.session_present,
+            self.subscription,
+        )
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
         self.connected.clear()
@@ -203,7 +210,11 @@ class Collector:
         return self._meters
 
     def decode_one(
-        self, topic: str, payload: bytes, received_ms: int, now_ms: int,
+        self,
+        topic: str,
+        payload: bytes,
+        received_ms: int,
+        now_ms: int,
         dead: list[tuple[Any, ...]],
         touched: set[tuple[str, int]] | None = None,
         key: str | None = None,
@@ -229,7 +240,9 @@ class Collector:
             return []
         for n, (why, item) in enumerate(decoded.rejected):
             self.counts[f"rejected_{why.reason}"] += 1
-            dead.append((topic, item, why.reason, why.detail, received_ms, None if key is None else f"{key}:{n}"))
+            dead.append(
+                (topic, item, why.reason, why.detail, received_ms, None if key is None else f"{key}:{n}")
+            )
         self.counts["unknown_fields"] += decoded.unknown_fields
         if decoded.status:
             self.counts[f"status_{decoded.status}"] += 1
@@ -241,7 +254,7 @@ class Collector:
         """Write ``lines`` in batches, retrying while InfluxDB is away. False: gave up (stopping)."""
         size = self.settings.batch_size
         for i in range(0, len(lines), size):
-            chunk = lines[i:i + size]
+            chunk = lines[i : i + size]
             delay, down_since = 0.2, None
             while True:
                 began = time.monotonic()
@@ -278,7 +291,9 @@ class Collector:
                 self.counts["stored"] += 1
             except StoreRejected as why:
                 self.counts["rejected_store_rejected"] += 1
-                dead.append(("store", point.encode(), "store_rejected", str(why)[:300], int(time.time() * 1000)))
+                dead.append(
+                    ("store", point.encode(), "store_rejected", str(why)[:300], int(time.time() * 1000))
+                )
         self.deadletters.add_many(dead)
 
     def decode_pass(self, after_id: int = 0) -> Pass | None:
@@ -405,8 +420,10 @@ class Collector:
             self._decoder.join(timeout_s)
             self._writer.join(timeout_s)
         if started and (self._writer.is_alive() or self._decoder.is_alive()):
-            log.error("InfluxDB still unavailable; %d messages stay in the spool for the next start",
-                      self.spool.depth)
+            log.error(
+                "InfluxDB still unavailable; %d messages stay in the spool for the next start",
+                self.spool.depth,
+            )
             self._stop_now.set()
             self._decoder.join(10)
             self._writer.join(10)

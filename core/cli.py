@@ -49,7 +49,10 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from core.stack import up
 
     return up(
-        accounts=args.accounts, seed=args.seed, speed=args.speed, days=args.days,
+        accounts=args.accounts,
+        seed=args.seed,
+        speed=args.speed,
+        days=args.days,
         dashboard_port=args.port,
     )
 
@@ -72,8 +75,11 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             store.close()
             registry.close()
-        print(f"{'full' if result.full else 'incremental'} pass: analysed {result.sites} sites, {result.days} site-days, "
-              f"wrote {result.points} points in {result.seconds:.1f}s")
+        print(
+            f"{'full' if result.full else 'incremental'} pass: analysed {result.sites} sites, "
+            f"{result.days} site-days, "
+            f"wrote {result.points} points in {result.seconds:.1f}s"
+        )
         return 0
     run_forever(settings, _stop_event())
     return 0
@@ -89,8 +95,15 @@ def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from simulator.publish import run
 
-    run(settings, accounts=args.accounts, seed=args.seed, speed=args.speed, days=args.days,
-        interval_s=args.interval, stop_event=_stop_event())
+    run(
+        settings,
+        accounts=args.accounts,
+        seed=args.seed,
+        speed=args.speed,
+        days=args.days,
+        interval_s=args.interval,
+        stop_event=_stop_event(),
+    )
     return 0
 
 
@@ -98,8 +111,10 @@ def cmd_registry_import(args: argparse.Namespace, settings: Settings) -> int:
     from core.registry import Registry
 
     result = Registry(settings.registry_url).import_csv(args.file)
-    print(f"sites: {result.sites_added} added, {result.sites_updated} updated; "
-          f"meters: {result.meters_added} added, {result.meters_updated} updated")
+    print(
+        f"sites: {result.sites_added} added, {result.sites_updated} updated; "
+        f"meters: {result.meters_added} added, {result.meters_updated} updated"
+    )
     return 0
 
 
@@ -139,8 +154,9 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     registry = Registry(settings.registry_url)
     try:
         if args.fleet:
-            report = fleet_report(store, registry, args.date_from, args.date_to, settings.tz,
-                                  short_s=settings.short_outage_s)
+            report = fleet_report(
+                store, registry, args.date_from, args.date_to, settings.tz, short_s=settings.short_outage_s
+            )
         else:
             report = site_report(store, registry, args.site, args.date_from, args.date_to, settings.tz)
     finally:
@@ -210,8 +226,10 @@ def cmd_deadletter_replay(args: argparse.Namespace, settings: Settings) -> int:
     from collector.replay import replay
 
     result = replay(settings, reason=args.reason, site=args.site)
-    print(f"replayed {result.replayed} message(s): {result.stored} point(s) stored, "
-          f"{result.still_rejected} still rejected (kept)")
+    print(
+        f"replayed {result.replayed} message(s): {result.stored} point(s) stored, "
+        f"{result.still_rejected} still rejected (kept)"
+    )
     return 0
 
 
@@ -222,10 +240,13 @@ def cmd_broker_credentials(args: argparse.Namespace, settings: Settings) -> int:
     from core.registry import Registry
 
     out = Path(args.out_dir)
-    passwords = write_credentials(Registry(settings.registry_url), out, args.collector_user,
-                                  os.environ.get("PQMON_PASSWORD"))
-    print(f"wrote {out / 'passwd'}, {out / 'acl'} and {out / 'meter-credentials.csv'} "
-          f"for {len(passwords) - 1} meter(s) and the collector user {args.collector_user}")
+    passwords = write_credentials(
+        Registry(settings.registry_url), out, args.collector_user, os.environ.get("PQMON_PASSWORD")
+    )
+    print(
+        f"wrote {out / 'passwd'}, {out / 'acl'} and {out / 'meter-credentials.csv'} "
+        f"for {len(passwords) - 1} meter(s) and the collector user {args.collector_user}"
+    )
     return 0
 
 
@@ -253,7 +274,9 @@ def cmd_planned_add(args: argparse.Namespace, settings: Settings) -> int:
     first = local_day(int(start.replace(tzinfo=UTC).timestamp() * 1000), settings.tz)
     last = local_day(int(end.replace(tzinfo=UTC).timestamp() * 1000), settings.tz)
     registry.mark_dirty((s, d) for s in sites for d in days_between(first, last))
-    print(f"planned outage {start:%Y-%m-%d %H:%M}Z to {end:%Y-%m-%d %H:%M}Z registered for {', '.join(sites)}")
+    print(
+        f"planned outage {start:%Y-%m-%d %H:%M}Z to {end:%Y-%m-%d %H:%M}Z registered for {', '.join(sites)}"
+    )
     return 0
 
 
@@ -262,7 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("up", help="the whole local stack on loopback (Mosquitto, InfluxDB, services, simulator)")
+    p = sub.add_parser(
+        "up", help="the whole local stack on loopback (Mosquitto, InfluxDB, services, simulator)"
+    )
     p.add_argument("--accounts", type=int, default=50)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second")
@@ -318,7 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("planned", help="planned outages").add_subparsers(dest="sub", required=True)
     p = pl.add_parser("add", help="register a planned-outage window (a feeder's applies to its accounts)")
     p.add_argument("site")
-    p.add_argument("--from", dest="start", required=True, help="start, e.g. 2026-11-22T09:00 (local) or with offset")
+    p.add_argument(
+        "--from", dest="start", required=True, help="start, e.g. 2026-11-22T09:00 (local) or with offset"
+    )
     p.add_argument("--to", dest="end", required=True, help="end")
     p.add_argument("--note")
     p.set_defaults(func=cmd_planned_add)

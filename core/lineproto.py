@@ -59,12 +59,8 @@ def line(
     ts_ms: int,
 ) -> str:
     """One point in line protocol at millisecond precision; tags sorted for InfluxDB's benefit."""
-    tag_part = "".join(
-        f",{_escape_key(k)}={_escape_key(str(v))}" for k, v in sorted(tags.items()) if v != ""
-    )
-    field_part = ",".join(
-        f"{_escape_key(k)}={_field_value(v)}" for k, v in fields.items() if v is not None
-    )
+    tag_part = "".join(f",{_escape_key(k)}={_escape_key(str(v))}" for k, v in sorted(tags.items()) if v != "")
+    field_part = ",".join(f"{_escape_key(k)}={_field_value(v)}" for k, v in fields.items() if v is not None)
     if not field_part:
         raise ValueError(f"point for {measurement} has no fields")
     return f"{_escape_key(measurement)}{tag_part} {field_part} {int(ts_ms)}"

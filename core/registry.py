@@ -93,9 +93,7 @@ class UserRow(Base):
 
 class UserSiteRow(Base):
     __tablename__ = "user_site"
-    user_name: Mapped[str] = mapped_column(
-        ForeignKey("app_user.name", ondelete="CASCADE"), primary_key=True
-    )
+    user_name: Mapped[str] = mapped_column(ForeignKey("app_user.name", ondelete="CASCADE"), primary_key=True)
     site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
@@ -217,9 +215,7 @@ class Registry:
             rows = [(n, row) for n, row in enumerate(reader, start=2)]
         return self.upsert_rows(rows, source=str(path))
 
-    def upsert_rows(
-        self, rows: Iterable[tuple[int, dict[str, str]]], source: str = "rows"
-    ) -> ImportResult:
+    def upsert_rows(self, rows: Iterable[tuple[int, dict[str, str]]], source: str = "rows") -> ImportResult:
         counts = {"sa": 0, "su": 0, "ma": 0, "mu": 0}
         with self._session.begin() as s:
             for lineno, raw in rows:
@@ -233,14 +229,21 @@ class Registry:
                     s.flush()
                     counts["sa"] += 1
                 else:
-                    for col in ("kind", "name", "voltage_class_kv", "phases", "upper_pct",
-                                "lower_pct", "profile", "feeder_id", "manager"):
+                    for col in (
+                        "kind",
+                        "name",
+                        "voltage_class_kv",
+                        "phases",
+                        "upper_pct",
+                        "lower_pct",
+                        "profile",
+                        "feeder_id",
+                        "manager",
+                    ):
                         setattr(existing, col, getattr(site, col))
                     counts["su"] += 1
                 meter = s.scalars(
-                    select(MeterRow).where(
-                        MeterRow.site_id == site.id, MeterRow.meter_id == meter_id
-                    )
+                    select(MeterRow).where(MeterRow.site_id == site.id, MeterRow.meter_id == meter_id)
                 ).first()
                 if meter is None:
                     s.add(MeterRow(site_id=site.id, meter_id=meter_id, nominal_v=nominal_v))
@@ -322,11 +325,8 @@ class Registry:
 
     def planned_outages(self, site_id: str) -> list[tuple[datetime, datetime]]:
         with self._session() as s:
-            rows = s.scalars(
-                select(PlannedOutageRow).where(PlannedOutageRow.site_id == site_id)
-            ).all()
+            rows = s.scalars(select(PlannedOutageRow).where(PlannedOutageRow.site_id == site_id)).all()
             return [(r.start_utc, r.end_utc) for r in rows]
-
 
     # -- dirty days and worker state ------------------------------------------------------
     def mark_dirty(self, pairs: Iterable[tuple[str, date]]) -> None:
@@ -343,13 +343,18 @@ class Registry:
             if dialect in ("sqlite", "postgresql"):
                 insert = {"sqlite": sqlite_insert, "postgresql": pg_insert}[dialect]
                 stmt = insert(DirtyDayRow).values(rows)
-                conn.execute(stmt.on_conflict_do_update(
-                    index_elements=["site_id", "day"], set_={"marked_ms": stmt.excluded.marked_ms}
-                ))
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["site_id", "day"], set_={"marked_ms": stmt.excluded.marked_ms}
+                    )
+                )
             else:  # any other database: delete, then insert
                 for row in rows:
-                    conn.execute(delete(DirtyDayRow).where(
-                        DirtyDayRow.site_id == row["site_id"], DirtyDayRow.day == row["day"]))
+                    conn.execute(
+                        delete(DirtyDayRow).where(
+                            DirtyDayRow.site_id == row["site_id"], DirtyDayRow.day == row["day"]
+                        )
+                    )
                 conn.execute(DirtyDayRow.__table__.insert(), rows)
 
     def dirty_days(self) -> dict[str, set[date]]:

@@ -129,8 +129,7 @@ class LocalMosquitto(ServerProcess):
             "max_queued_messages 1000000\n"
             "max_inflight_messages 1000\n"
             "log_dest stdout\n"
-            "log_type error\nlog_type warning\nlog_type notice\n"
-            + self.extra_conf
+            "log_type error\nlog_type warning\nlog_type notice\n" + self.extra_conf
         )
         self._spawn([binary, "-c", str(conf)])
         wait_until(lambda: self._check_alive() and port_open(self.port), timeout_s, "Mosquitto")

@@ -31,7 +31,11 @@ class Secret(str):
 SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("PQMON_MQTT_URL", "mqtt://127.0.0.1:1883", "MQTT broker: mqtt://user:pass@host:1883, mqtts:// for TLS"),
     ("PQMON_MQTT_CA_FILE", "", "CA bundle for mqtts:// (empty: the system's)"),
-    ("PQMON_MQTT_CLIENT_ID", "pqmon-collector", "stable client id so the persistent session survives restarts"),
+    (
+        "PQMON_MQTT_CLIENT_ID",
+        "pqmon-collector",
+        "stable client id so the persistent session survives restarts",
+    ),
     ("PQMON_MQTT_SHARE_GROUP", "", "run several collectors: MQTT shared-subscription group (e.g. pqmon)"),
     ("PQMON_INFLUX_URL", "http://127.0.0.1:8086", "InfluxDB base URL (v1-compatible HTTP API)"),
     ("PQMON_INFLUX_DB", "pqmon", "InfluxDB database (1.x) or DBRP-mapped bucket (2.x/3.x)"),
@@ -46,7 +50,11 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("PQMON_DASHBOARD_PORT", "8050", "dashboard port"),
     ("PQMON_BATCH_SIZE", "5000", "collector: points per InfluxDB write"),
     ("PQMON_FLUSH_INTERVAL_S", "0.5", "collector: longest wait before a partial batch is written"),
-    ("PQMON_SPOOL_MAX_MESSAGES", "1000000", "collector: spool bound; at it the collector stops acknowledging"),
+    (
+        "PQMON_SPOOL_MAX_MESSAGES",
+        "1000000",
+        "collector: spool bound; at it the collector stops acknowledging",
+    ),
     ("PQMON_SPOOL_FSYNC", "false", "collector: fsync every spool commit (survives power loss, slower)"),
     ("PQMON_METRICS_PORT", "9108", "collector: /healthz and /metrics port on the dashboard host (0: off)"),
     ("PQMON_RETENTION_DAYS", "400", "collector: readings older than this are rejected as too old"),
@@ -109,9 +117,7 @@ class Settings:
 def parse_mqtt_url(url: str) -> MqttTarget:
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts"):
-        raise ConfigError(
-            f"PQMON_MQTT_URL must start with mqtt:// or mqtts://, got {parts.scheme or url!r}"
-        )
+        raise ConfigError(f"PQMON_MQTT_URL must start with mqtt:// or mqtts://, got {parts.scheme or url!r}")
     tls = parts.scheme == "mqtts"
     return MqttTarget(
         host=parts.hostname or "127.0.0.1",
@@ -189,19 +195,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         dashboard_host=merged["PQMON_DASHBOARD_HOST"],
         dashboard_port=_port("PQMON_DASHBOARD_PORT", merged["PQMON_DASHBOARD_PORT"]),
         batch_size=int(_number("PQMON_BATCH_SIZE", merged["PQMON_BATCH_SIZE"], int)),
-        spool_max_messages=int(
-            _number("PQMON_SPOOL_MAX_MESSAGES", merged["PQMON_SPOOL_MAX_MESSAGES"], int)
-        ),
+        spool_max_messages=int(_number("PQMON_SPOOL_MAX_MESSAGES", merged["PQMON_SPOOL_MAX_MESSAGES"], int)),
         spool_fsync=_flag("PQMON_SPOOL_FSYNC", merged["PQMON_SPOOL_FSYNC"]),
         metrics_port=_port("PQMON_METRICS_PORT", merged["PQMON_METRICS_PORT"]),
         retention_days=int(_number("PQMON_RETENTION_DAYS", merged["PQMON_RETENTION_DAYS"], int)),
         log_format=merged["PQMON_LOG_FORMAT"],
-        flush_interval_s=float(
-            _number("PQMON_FLUSH_INTERVAL_S", merged["PQMON_FLUSH_INTERVAL_S"], float)
-        ),
-        worker_interval_s=float(
-            _number("PQMON_WORKER_INTERVAL_S", merged["PQMON_WORKER_INTERVAL_S"], float)
-        ),
+        flush_interval_s=float(_number("PQMON_FLUSH_INTERVAL_S", merged["PQMON_FLUSH_INTERVAL_S"], float)),
+        worker_interval_s=float(_number("PQMON_WORKER_INTERVAL_S", merged["PQMON_WORKER_INTERVAL_S"], float)),
         lookback_days=int(_number("PQMON_LOOKBACK_DAYS", merged["PQMON_LOOKBACK_DAYS"], int)),
         outage_as_under=_flag("PQMON_OUTAGE_AS_UNDER", merged["PQMON_OUTAGE_AS_UNDER"]),
         short_outage_s=float(_number("PQMON_SHORT_OUTAGE_S", merged["PQMON_SHORT_OUTAGE_S"], float)),
@@ -213,7 +213,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 def _check(s: Settings) -> None:
     parse_mqtt_url(s.mqtt_url)
     if s.mqtt_share_group and not IDENT.match(s.mqtt_share_group):
-        raise ConfigError(f"PQMON_MQTT_SHARE_GROUP must be letters, digits, _ . -, got {s.mqtt_share_group!r}")
+        raise ConfigError(
+            f"PQMON_MQTT_SHARE_GROUP must be letters, digits, _ . -, got {s.mqtt_share_group!r}"
+        )
     if s.log_format not in ("text", "json"):
         raise ConfigError(f"PQMON_LOG_FORMAT must be text or json, got {s.log_format!r}")
     if s.influx_token and (s.influx_user or s.influx_password):

@@ -132,9 +132,7 @@ class InfluxStore:
 
     # -- query ----------------------------------------------------------------------------
     def query_raw(self, q: str) -> list[dict[str, Any]]:
-        resp = self._request(
-            "POST", "/query", params={"db": self.db, "epoch": "ms"}, data={"q": q}
-        )
+        resp = self._request("POST", "/query", params={"db": self.db, "epoch": "ms"}, data={"q": q})
         payload = resp.json()
         results = payload.get("results", [])
         for result in results:

@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_apt mosquitto influxdb chromium chromium-driver python3-venv
 ensure_venv dev
+.venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"

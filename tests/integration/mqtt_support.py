@@ -56,7 +56,9 @@ def mqtt_client(url: str, client_id: str, **kwargs: object) -> mqtt.Client:
     return client
 
 
-def reading_messages(meters: int, per_meter: int, start_ms: int, site: str = "A001") -> list[tuple[str, bytes]]:
+def reading_messages(
+    meters: int, per_meter: int, start_ms: int, site: str = "A001"
+) -> list[tuple[str, bytes]]:
     """Single-reading messages; every (meter, ts) is distinct, values known for the checksum."""
     out = []
     for i in range(per_meter):
@@ -129,8 +131,12 @@ class CollectorProcess:
 
     def start(self) -> CollectorProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen([sys.executable, "-m", "core.cli", "collector"], env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "core.cli", "collector"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
         wait_until(self.healthy, 30, "collector /healthz")
         return self

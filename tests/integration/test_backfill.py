@@ -46,15 +46,34 @@ def write_export(path: Path, start_ms: int) -> tuple[list[dict[str, str]], Count
         ms = start_ms + i * 60_000
         for m in range(METERS):
             ts = str(ms) if (i + m) % 2 else rfc3339(ms)  # both timestamp forms
-            good.append({"site": "A001", "meter": f"M{m}", "timestamp": ts, "ua": repr(ua_value(i)),
-                         "ub": "231.5", "uc": "" if m == 0 else "229.0", "f": "50.01",
-                         "interval_s": "900" if m == 4 else "", "note": "ok"})
+            good.append(
+                {
+                    "site": "A001",
+                    "meter": f"M{m}",
+                    "timestamp": ts,
+                    "ua": repr(ua_value(i)),
+                    "ub": "231.5",
+                    "uc": "" if m == 0 else "229.0",
+                    "f": "50.01",
+                    "interval_s": "900" if m == 4 else "",
+                    "note": "ok",
+                }
+            )
 
     def bad(n: int, reason: str, **cells: str) -> list[tuple[str, dict[str, str]]]:
         rows = []
         for k in range(n):
-            row = {"site": "A001", "meter": "M1", "timestamp": str(start_ms - (k + 1) * 60_000),
-                   "ua": repr(220.0 + k / 100), "ub": "", "uc": "", "f": "", "interval_s": "", "note": ""}
+            row = {
+                "site": "A001",
+                "meter": "M1",
+                "timestamp": str(start_ms - (k + 1) * 60_000),
+                "ua": repr(220.0 + k / 100),
+                "ub": "",
+                "uc": "",
+                "f": "",
+                "interval_s": "",
+                "note": "",
+            }
             row.update({c: v.format(k=k) for c, v in cells.items()})
             rows.append((reason, row))
         return rows

@@ -73,8 +73,9 @@ class Client:
         self.mqtt.loop_stop()
 
 
-def connect(port: int, user: str | None, password: str | None, client_id: str,
-            ca_file: Path | None = None) -> Client:
+def connect(
+    port: int, user: str | None, password: str | None, client_id: str, ca_file: Path | None = None
+) -> Client:
     raw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     client = Client(raw)
     if user is not None:
@@ -97,7 +98,11 @@ def connect(port: int, user: str | None, password: str | None, client_id: str,
             client.received.append((msg.topic, msg.payload))
 
     raw.on_connect, raw.on_publish, raw.on_subscribe, raw.on_message = (
-        on_connect, on_publish, on_subscribe, on_message)
+        on_connect,
+        on_publish,
+        on_subscribe,
+        on_message,
+    )
     raw.reconnect_delay_set(5, 5)  # a refused client must not hammer the broker during the test
     raw.connect("localhost" if ca_file else "127.0.0.1", port, keepalive=30)
     raw.loop_start()
@@ -114,15 +119,45 @@ def make_tls_files(out: Path) -> tuple[Path, Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     ca_key, ca_crt = out / "ca.key", out / "ca.crt"
     key, csr, crt, ext = out / "server.key", out / "server.csr", out / "server.crt", out / "server.ext"
-    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
-                   "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
+    ext.write_text(
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+    )
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     for argv in (
-        ["openssl", "req", "-x509", *ec, "-keyout", ca_key, "-out", ca_crt, "-days", "2",
-         "-subj", "/CN=pqmon test CA"],
+        [
+            "openssl",
+            "req",
+            "-x509",
+            *ec,
+            "-keyout",
+            ca_key,
+            "-out",
+            ca_crt,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=pqmon test CA",
+        ],
         ["openssl", "req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=localhost"],
-        ["openssl", "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial",
-         "-out", crt, "-days", "2", "-extfile", ext],
+        [
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            ca_crt,
+            "-CAkey",
+            ca_key,
+            "-CAcreateserial",
+            "-out",
+            crt,
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+        ],
     ):
         done = subprocess.run([str(a) for a in argv], capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stderr
@@ -223,8 +258,11 @@ def test_wrong_password_is_refused_at_connect(
 ) -> None:
     # Mosquitto 2.0 answers a v5 client "Not authorized" (135); later versions may say 134.
     refused = (BAD_USER_OR_PASSWORD, NOT_AUTHORIZED)
-    for user, password in (("A001/M1", broker.passwords["A002/M1"]), ("A009/M1", "guess"),
-                           (COLLECTOR_USER, "")):
+    for user, password in (
+        ("A001/M1", broker.passwords["A002/M1"]),
+        ("A009/M1", "guess"),
+        (COLLECTOR_USER, ""),
+    ):
         client = connect(broker.server.port, user, password, "sec-wrong")
         try:
             assert client.connack is not None and client.connack.is_failure
@@ -261,8 +299,13 @@ def test_collector_over_tls_stores_a_reading(
         "PQMON_REGISTRY_URL": registry_url,
     }
     collector = CollectorProcess(env, tmp_path / "collector.log").start()  # /healthz: connected
-    meter = connect(broker.tls_port, meter_user("A001", "M1"), broker.passwords["A001/M1"], "sec-tls-meter",
-                    ca_file=broker.ca_file)
+    meter = connect(
+        broker.tls_port,
+        meter_user("A001", "M1"),
+        broker.passwords["A001/M1"],
+        "sec-tls-meter",
+        ca_file=broker.ca_file,
+    )
     store = InfluxStore(env["PQMON_INFLUX_URL"], env["PQMON_INFLUX_DB"], retries=0)
     try:
         ts = (int(time.time() * 1000) // 60_000 - 5) * 60_000

@@ -35,20 +35,24 @@ def servers(tmp_path: Path) -> Iterator[tuple[LocalInflux, LocalMosquitto]]:
     influx.stop()
 
 
-def env_for(tmp_path: Path, influx: LocalInflux, broker: LocalMosquitto, client_id: str = "c1") -> dict[str, str]:
+def env_for(
+    tmp_path: Path, influx: LocalInflux, broker: LocalMosquitto, client_id: str = "c1"
+) -> dict[str, str]:
     import os
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PQMON_")}
-    env.update({
-        "PQMON_MQTT_URL": broker.url,
-        "PQMON_MQTT_CLIENT_ID": f"pqmon-{client_id}",
-        "PQMON_INFLUX_URL": influx.url,
-        "PQMON_INFLUX_DB": "pqmon",
-        "PQMON_REGISTRY_URL": f"sqlite:///{tmp_path / 'registry.db'}",
-        "PQMON_DATA_DIR": str(tmp_path / "var"),
-        "PQMON_METRICS_PORT": str(free_port()),
-        "PQMON_FLUSH_INTERVAL_S": "0.2",
-    })
+    env.update(
+        {
+            "PQMON_MQTT_URL": broker.url,
+            "PQMON_MQTT_CLIENT_ID": f"pqmon-{client_id}",
+            "PQMON_INFLUX_URL": influx.url,
+            "PQMON_INFLUX_DB": "pqmon",
+            "PQMON_REGISTRY_URL": f"sqlite:///{tmp_path / 'registry.db'}",
+            "PQMON_DATA_DIR": str(tmp_path / "var"),
+            "PQMON_METRICS_PORT": str(free_port()),
+            "PQMON_FLUSH_INTERVAL_S": "0.2",
+        }
+    )
     return env
 
 

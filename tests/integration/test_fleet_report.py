@@ -27,12 +27,20 @@ A004,account,Depot,0.38,3,A004-M1,220,,,gb,,mgr2
 """
 
 
-def write_day(store: InfluxStore, site: str, nominal: float, day_start: int, low_minutes: range = range(0)) -> None:
+def write_day(
+    store: InfluxStore, site: str, nominal: float, day_start: int, low_minutes: range = range(0)
+) -> None:
     lines = []
     for m in range(1440):
         v = nominal * (0.90 if m in low_minutes else 1.0)
-        lines.append(line("reading", {"site": site, "meter": f"{site}-M1", "side": "customer"},
-                          {"ua": v, "ub": v, "uc": v, "interval_s": 60.0}, day_start + m * MINUTE_MS))
+        lines.append(
+            line(
+                "reading",
+                {"site": site, "meter": f"{site}-M1", "side": "customer"},
+                {"ua": v, "ub": v, "uc": v, "interval_s": 60.0},
+                day_start + m * MINUTE_MS,
+            )
+        )
     store.write(lines)
 
 
@@ -49,15 +57,21 @@ def test_fleet_report_with_planned_outage_and_last_mile(pqmon_env: dict[str, str
     write_day(store, "A003", 220.0, start)
     write_day(store, "A004", 220.0, start)
     events = [  # A002: 2 hours from 09:00 (planned on its feeder); A004: a 2-minute blip
-        ("A002", "power_off", start + 540 * MINUTE_MS), ("A002", "power_on", start + 660 * MINUTE_MS),
-        ("A004", "power_off", start + 100 * MINUTE_MS), ("A004", "power_on", start + 102 * MINUTE_MS),
+        ("A002", "power_off", start + 540 * MINUTE_MS),
+        ("A002", "power_on", start + 660 * MINUTE_MS),
+        ("A004", "power_off", start + 100 * MINUTE_MS),
+        ("A004", "power_on", start + 102 * MINUTE_MS),
     ]
-    store.write(line("event", {"site": s, "meter": f"{s}-M1", "type": t}, {"event_id": f"{s}-{t}"}, ts)
-                for s, t, ts in events)
+    store.write(
+        line("event", {"site": s, "meter": f"{s}-M1", "type": t}, {"event_id": f"{s}-{t}"}, ts)
+        for s, t, ts in events
+    )
     assert run_pqmon(pqmon_env, "worker", "--once").returncode == 0
 
     local = f"{day.isoformat()}T08:30"
-    planned = run_pqmon(pqmon_env, "planned", "add", "F01", "--from", local, "--to", f"{day.isoformat()}T12:00")
+    planned = run_pqmon(
+        pqmon_env, "planned", "add", "F01", "--from", local, "--to", f"{day.isoformat()}T12:00"
+    )
     assert planned.returncode == 0, planned.stderr
     assert "A001" in planned.stdout and "A002" in planned.stdout  # a feeder's window covers its accounts
     second = run_pqmon(pqmon_env, "worker", "--once")
@@ -85,11 +99,13 @@ def test_fleet_report_with_planned_outage_and_last_mile(pqmon_env: dict[str, str
         (1 - 3 * 144 / (3 * 1440 + 3 * 1320 + 1440 + 3 * 1438)) * 100
     )
 
-    a002 = json.loads(run_pqmon(pqmon_env, "report", "A002", "--from", day.isoformat(),
-                                "--to", day.isoformat()).stdout)
+    a002 = json.loads(
+        run_pqmon(pqmon_env, "report", "A002", "--from", day.isoformat(), "--to", day.isoformat()).stdout
+    )
     assert a002["outages"]["planned"] == 1 and a002["outages"]["unplanned"] == 0
-    csv_out = run_pqmon(pqmon_env, "report", "--fleet", "--from", day.isoformat(), "--to", day.isoformat(),
-                        "--format", "csv").stdout.splitlines()
+    csv_out = run_pqmon(
+        pqmon_env, "report", "--fleet", "--from", day.isoformat(), "--to", day.isoformat(), "--format", "csv"
+    ).stdout.splitlines()
     assert csv_out[0].startswith("site,name,manager,feeder,vqr_pct") and len(csv_out) == 5
     store.close()
     assert np.isfinite(report["voltage"]["vqr_mean_pct"])

@@ -54,8 +54,27 @@ GOOD_BATCHES = 200  # 2 to 5 good readings each
 MIXED_BATCHES = 300  # 1 or 2 good readings beside 1 to 3 bad ones
 CAPS = {"oversize": 20, "batch_too_large": 5, "good_status": 50, "good_event": 0}  # big or neutral
 CST = timezone(timedelta(hours=8))
-MUTANT_TOKENS = [b"null", b"NaN", b"-", b"1e999", b'"', b",", b"}", b"]", b"[", b"{", b"\xff", b"\\u0000",
-                 b"\\ud800", b"0" * 400, b"true", b'"x"', b" ", b"\x00", b":"]
+MUTANT_TOKENS = [
+    b"null",
+    b"NaN",
+    b"-",
+    b"1e999",
+    b'"',
+    b",",
+    b"}",
+    b"]",
+    b"[",
+    b"{",
+    b"\xff",
+    b"\\u0000",
+    b"\\ud800",
+    b"0" * 400,
+    b"true",
+    b'"x"',
+    b" ",
+    b"\x00",
+    b":",
+]
 
 Dead = tuple[str, bytes]  # (topic, stored payload): what makes a dead letter distinct here
 
@@ -142,8 +161,14 @@ class Plan:
     # -- mutants ----------------------------------------------------------------------------
     def mutant(self) -> bytes:
         r = self.rng
-        base = {"ts": r.randint(self.start_ms, self.now_ms - 86_400_000), "ua": round(r.uniform(200, 240), 2),
-                "ub": 230.1, "uc": 229.9, "f": 49.98, "interval_s": 60}
+        base = {
+            "ts": r.randint(self.start_ms, self.now_ms - 86_400_000),
+            "ua": round(r.uniform(200, 240), 2),
+            "ub": 230.1,
+            "uc": 229.9,
+            "f": 49.98,
+            "interval_s": 60,
+        }
         if r.random() < 0.3:
             base["ts"] = datetime.fromtimestamp(base["ts"] / 1000, CST).isoformat()
         data = bytearray(json.dumps(base if r.random() < 0.7 else [base]).encode())
@@ -153,11 +178,11 @@ class Plan:
             if op == "flip" and data:
                 data[min(at, len(data) - 1)] = r.randrange(256)
             elif op == "delete" and data:
-                del data[at:at + r.randint(1, 8)]
+                del data[at : at + r.randint(1, 8)]
             elif op == "insert":
                 data[at:at] = r.choice(MUTANT_TOKENS)
             elif op == "duplicate" and data:
-                span = data[at:at + r.randint(1, 16)]
+                span = data[at : at + r.randint(1, 16)]
                 data[at:at] = span
             else:
                 digits = [i for i, b in enumerate(data) if 48 <= b <= 57]
@@ -246,8 +271,13 @@ class Plan:
 def deliverable(topic: str) -> bool:
     """Reaches a subscriber of pq/v1/+/+/+ (a topic outside it is the broker's business)."""
     levels = topic.split("/")
-    return (len(levels) == 5 and levels[:2] == ["pq", "v1"] and "\x00" not in topic
-            and not any(c in topic for c in "+#") and len(topic.encode()) < 65_000)
+    return (
+        len(levels) == 5
+        and levels[:2] == ["pq", "v1"]
+        and "\x00" not in topic
+        and not any(c in topic for c in "+#")
+        and len(topic.encode()) < 65_000
+    )
 
 
 def readings_in_influx(env: dict[str, str]) -> tuple[int, float]:
@@ -280,9 +310,13 @@ def test_collector_survives_a_fuzzed_stream(tmp_path: Path, pqmon_env: dict[str,
         Stream(pqmon_env["PQMON_MQTT_URL"], plan.messages, client_id="fuzz-stream").start().join(120)
         with contextlib.suppress(TimeoutError):  # the comparisons below tell what is missing
             wait_until(
-                lambda: readings_in_influx(pqmon_env)[0] >= len(plan.good)
-                and sum(dead_letter_reasons(dead_path).values()) >= expected_dead,
-                60, "every good reading stored and every bad one dead-lettered", interval_s=0.5,
+                lambda: (
+                    readings_in_influx(pqmon_env)[0] >= len(plan.good)
+                    and sum(dead_letter_reasons(dead_path).values()) >= expected_dead
+                ),
+                60,
+                "every good reading stored and every bad one dead-lettered",
+                interval_s=0.5,
             )
         wait_until(lambda: collector.metrics()["pqmon_collector_spool_depth"] == 0, 30, "an empty spool")
         time.sleep(1.0)  # nothing more may come
@@ -304,6 +338,8 @@ def test_collector_survives_a_fuzzed_stream(tmp_path: Path, pqmon_env: dict[str,
     finally:
         assert collector.stop() == 0
     took = time.monotonic() - began
-    print(f"\n{len(plan.messages)} messages ({plan.bad_payloads} bad payloads, {len(plan.good)} good "
-          f"readings), generated in {generated:.1f}s, whole test {took:.1f}s; reasons {dict(plan.reasons)}")
+    print(
+        f"\n{len(plan.messages)} messages ({plan.bad_payloads} bad payloads, {len(plan.good)} good "
+        f"readings), generated in {generated:.1f}s, whole test {took:.1f}s; reasons {dict(plan.reasons)}"
+    )
     assert took < 90

@@ -37,8 +37,11 @@ def day_readings(site: str, start_ms: int, rng: np.random.Generator) -> list[dic
     base = NOMINAL[site] * (1 + rng.normal(0, 0.03, n))
     rows = []
     for i in range(n):
-        row: dict[str, object] = {"ts": start_ms + i * INTERVAL_S * 1000, "ua": round(float(base[i]), 3),
-                                  "interval_s": INTERVAL_S}
+        row: dict[str, object] = {
+            "ts": start_ms + i * INTERVAL_S * 1000,
+            "ua": round(float(base[i]), 3),
+            "interval_s": INTERVAL_S,
+        }
         if site != "A003":
             row["ub"] = round(float(base[i] * 1.01), 3)
             row["uc"] = round(float(base[i] * 0.99), 3)
@@ -139,8 +142,16 @@ def test_late_power_off_records_three_weeks_back(pqmon_env: dict[str, str], tmp_
     assert a001["outage_min"] == 50
     assert a001["rs1_pct"] == pytest.approx((1 - 3000 / (30 * 86_400)) * 100, rel=1e-12)
     a002 = reports_incremental["A002"]
-    assert a002["outages"] == {"count": 1, "sustained": 1, "short": 0, "planned": 0, "unplanned": 1,
-                               "duration_s": 4200.0, "open": 0, "longest_s": 4200.0}
+    assert a002["outages"] == {
+        "count": 1,
+        "sustained": 1,
+        "short": 0,
+        "planned": 0,
+        "unplanned": 1,
+        "duration_s": 4200.0,
+        "open": 0,
+        "longest_s": 4200.0,
+    }
     # Split across midnight: 30 minutes on the day it began, 40 on the next.
     rel = after_full["rel_daily"]
     a002_rel = rel[(rel["site"] == "A002") & (rel["outage_s"] > 0)]

@@ -72,7 +72,10 @@ def test_pipeline_vqr1_end_to_end(pqmon_env: dict[str, str], tmp_path: Path, sce
 
     collector = subprocess.Popen(
         [sys.executable, "-m", "core.cli", "collector"],
-        env=pqmon_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=pqmon_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     store = InfluxStore(pqmon_env["PQMON_INFLUX_URL"], pqmon_env["PQMON_INFLUX_DB"])
     client = publisher(pqmon_env["PQMON_MQTT_URL"])
@@ -85,8 +88,16 @@ def test_pipeline_vqr1_end_to_end(pqmon_env: dict[str, str], tmp_path: Path, sce
         bad_item_batches = 0
         for m in minutes:
             v = voltage(m)
-            batch.append({"ts": start + m * MINUTE_MS, "ua": v, "ub": v + 0.05, "uc": v - 0.05,
-                          "f": 50.0, "interval_s": 60})
+            batch.append(
+                {
+                    "ts": start + m * MINUTE_MS,
+                    "ua": v,
+                    "ub": v + 0.05,
+                    "uc": v - 0.05,
+                    "f": 50.0,
+                    "interval_s": 60,
+                }
+            )
             if len(batch) == 60:
                 if bad_item_batches == 0:  # one bad reading inside a good batch
                     batch.append({"ts": start, "ua": "high"})
@@ -101,9 +112,13 @@ def test_pipeline_vqr1_end_to_end(pqmon_env: dict[str, str], tmp_path: Path, sce
         # Supply side: the feeder head is in band all day.
         feeder = [{"ts": start + m * MINUTE_MS, "ua": 58.0, "ub": 58.1, "uc": 57.9} for m in range(1440)]
         for i in range(0, 1440, 720):
-            publish(client, "pq/v1/F12/F12-M1/reading", json.dumps(feeder[i:i + 720]))
+            publish(client, "pq/v1/F12/F12-M1/reading", json.dumps(feeder[i : i + 720]))
         # The meter uploads its power-off record after power returns, and replays it.
-        power_off = {"event_id": "A001-M1-000871", "ts": start + OUTAGE.start * MINUTE_MS, "type": "power_off"}
+        power_off = {
+            "event_id": "A001-M1-000871",
+            "ts": start + OUTAGE.start * MINUTE_MS,
+            "type": "power_off",
+        }
         power_on = {"event_id": "A001-M1-000872", "ts": start + OUTAGE.stop * MINUTE_MS, "type": "power_on"}
         for event in (power_on, power_off, power_off):
             publish(client, "pq/v1/A001/A001-M1/event", json.dumps(event))
@@ -149,15 +164,27 @@ def test_pipeline_vqr1_end_to_end(pqmon_env: dict[str, str], tmp_path: Path, sce
         assert (report["phases"][phase]["over_min"], report["phases"][phase]["under_min"]) == (30, 12)
     assert report["rs1_pct"] == pytest.approx((1 - 60 / 1440) * 100, rel=1e-12)
     assert report["rs1_excl_short_pct"] == pytest.approx((1 - 60 / 1440) * 100, rel=1e-12)
-    assert report["outages"] == {"count": 1, "sustained": 1, "short": 0, "planned": 0,
-                                 "unplanned": 1, "duration_s": 3600.0, "open": 0, "longest_s": 3600.0}
+    assert report["outages"] == {
+        "count": 1,
+        "sustained": 1,
+        "short": 0,
+        "planned": 0,
+        "unplanned": 1,
+        "duration_s": 3600.0,
+        "open": 0,
+        "longest_s": 3600.0,
+    }
     assert report["supply_side"]["feeder"] == "F12"
     assert report["supply_side"]["vqr_pct"] == 100.0
     # The last mile: the account lost 42 minutes a phase that its feeder head did not.
     assert report["supply_side"]["gap"]["vqr_pct"] == pytest.approx(report["vqr_pct"] - 100.0)
     assert report["supply_side"]["gap"]["out_min_per_phase"] == 42
-    assert report["pq"]["frequency"] == {"n": 1380, "within_pct": 100.0, "max_deviation_hz": 0.0,
-                                         "limit_hz": 0.2}
+    assert report["pq"]["frequency"] == {
+        "n": 1380,
+        "within_pct": 100.0,
+        "max_deviation_hz": 0.0,
+        "limit_hz": 0.2,
+    }
 
     # A second pass changes nothing: the roll-ups are overwritten, not added to.
     assert run_pqmon(pqmon_env, "worker", "--once").returncode == 0

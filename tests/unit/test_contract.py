@@ -34,7 +34,10 @@ def test_rfc3339_with_offset():
 
 
 def test_batch_keeps_good_readings_beside_a_bad_one():
-    out = run("pq/v1/A001/M1/reading", [{"ts": NOW, "ua": 230}, {"ts": NOW + 60_000, "ua": None}, {"ts": NOW, "ua": 1e9}])
+    out = run(
+        "pq/v1/A001/M1/reading",
+        [{"ts": NOW, "ua": 230}, {"ts": NOW + 60_000, "ua": None}, {"ts": NOW, "ua": 1e9}],
+    )
     assert len(out.lines) == 1
     assert [why.reason for why, _ in out.rejected] == ["no_voltage", "voltage_range"]
 
@@ -78,7 +81,9 @@ def test_reading_rejections(item, expected):
 
 
 def test_nan_costs_only_its_own_reading():
-    out = run("pq/v1/A001/M1/reading", b'[{"ts": 1800000000000, "ua": NaN}, {"ts": 1800000000000, "ub": 230}]')
+    out = run(
+        "pq/v1/A001/M1/reading", b'[{"ts": 1800000000000, "ua": NaN}, {"ts": 1800000000000, "ub": 230}]'
+    )
     assert [why.reason for why, _ in out.rejected] == ["bad_value"] and len(out.lines) == 1
 
 

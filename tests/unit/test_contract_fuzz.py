@@ -46,29 +46,76 @@ from collector.service import Collector
 from core.registry import CSV_COLUMNS, Registry
 from core.settings import load_settings
 
-KNOWN_REASONS = frozenset({
-    "bad_topic", "too_large", "unknown_meter", "bad_status", "bad_json", "not_object",
-    "batch_too_large", "empty_batch", "missing_ts", "bad_ts", "ts_future", "ts_too_old",
-    "bad_value", "no_voltage", "voltage_range", "bad_event_id", "bad_event_type",
-})
-ITEM_DEFECTS = (
-    "not_object", "nested_array", "missing_ts", "bad_ts", "naive_ts", "ts_future", "ts_too_old",
-    "bad_value", "non_finite", "bad_interval", "no_voltage", "voltage_range",
+KNOWN_REASONS = frozenset(
+    {
+        "bad_topic",
+        "too_large",
+        "unknown_meter",
+        "bad_status",
+        "bad_json",
+        "not_object",
+        "batch_too_large",
+        "empty_batch",
+        "missing_ts",
+        "bad_ts",
+        "ts_future",
+        "ts_too_old",
+        "bad_value",
+        "no_voltage",
+        "voltage_range",
+        "bad_event_id",
+        "bad_event_type",
+    }
 )
-DEFECT_REASON = {"nested_array": "not_object", "naive_ts": "bad_ts", "non_finite": "bad_value",
-                 "bad_interval": "bad_value"}
+ITEM_DEFECTS = (
+    "not_object",
+    "nested_array",
+    "missing_ts",
+    "bad_ts",
+    "naive_ts",
+    "ts_future",
+    "ts_too_old",
+    "bad_value",
+    "non_finite",
+    "bad_interval",
+    "no_voltage",
+    "voltage_range",
+)
+DEFECT_REASON = {
+    "nested_array": "not_object",
+    "naive_ts": "bad_ts",
+    "non_finite": "bad_value",
+    "bad_interval": "bad_value",
+}
 MESSAGE_DEFECTS = (
-    "random_bytes", "invalid_utf8", "truncated", "wrong_type", "empty_batch", "oversize",
-    "batch_too_large", "bad_topic", "unknown_meter", "bad_status", "bad_event",
+    "random_bytes",
+    "invalid_utf8",
+    "truncated",
+    "wrong_type",
+    "empty_batch",
+    "oversize",
+    "batch_too_large",
+    "bad_topic",
+    "unknown_meter",
+    "bad_status",
+    "bad_event",
 )
 NEUTRAL = ("good_status", "good_event")  # neither a reading point nor a reject
 NUMERIC = tuple(f for f in READING_FIELDS if f not in VOLTAGE_FIELDS and f != "interval_s")
 BAD_TOPICS = (
-    "pq/v1/A001/M1/other", "pq/v2/A001/M1/reading", "pq/v1/A001/M1/readings", "pq/v1//M1/reading",
-    "pq/v1/A001//reading", "pq/v1/A 1/M1/reading", "pq/v1/A001/M1,x/reading", "pq/v1/Ä/M1/reading",
-    "pq/v1/A001/M=1/event", "pq/v1/A001/M1/", "pq/v1/" + "A" * 65 + "/M1/reading",
+    "pq/v1/A001/M1/other",
+    "pq/v2/A001/M1/reading",
+    "pq/v1/A001/M1/readings",
+    "pq/v1//M1/reading",
+    "pq/v1/A001//reading",
+    "pq/v1/A 1/M1/reading",
+    "pq/v1/A001/M1,x/reading",
+    "pq/v1/Ä/M1/reading",
+    "pq/v1/A001/M=1/event",
+    "pq/v1/A001/M1/",
+    "pq/v1/" + "A" * 65 + "/M1/reading",
 )
-TEXT_CHARS = "abcXYZ019 _-.,=\"\\\n\t\x00é中€😀{}[]:"
+TEXT_CHARS = 'abcXYZ019 _-.,="\\\n\t\x00é中€😀{}[]:'
 LONE_SURROGATES = "\ud800\udfff"  # legal in JSON (as \\u escapes), not in UTF-8
 
 Meters = Mapping[tuple[str, str], tuple[float, str]]  # (site, meter) -> (nominal V, side)
@@ -140,8 +187,9 @@ def dumps(obj: Any) -> bytes:
 class MessageFuzzer:
     """Messages of the MQTT contract, good and broken, from a seeded random source."""
 
-    def __init__(self, rng: random.Random, meters: Meters, now_ms: int, retention_days: int,
-                 margin_ms: int = 0) -> None:
+    def __init__(
+        self, rng: random.Random, meters: Meters, now_ms: int, retention_days: int, margin_ms: int = 0
+    ) -> None:
         """``margin_ms`` keeps every time that long clear of the limits: for a collector whose
         clock reads later than ``now_ms`` when it takes the message."""
         self.rng = rng
@@ -158,10 +206,25 @@ class MessageFuzzer:
 
     def scalar(self) -> Any:
         r = self.rng
-        return r.choice([
-            None, True, False, 0, -1, r.randint(-(10**18), 10**18), 0.0, -0.0, 1e308, 5e-324,
-            r.uniform(-1e6, 1e6), self.text(), "", "NaN", "1e999",
-        ])
+        return r.choice(
+            [
+                None,
+                True,
+                False,
+                0,
+                -1,
+                r.randint(-(10**18), 10**18),
+                0.0,
+                -0.0,
+                1e308,
+                5e-324,
+                r.uniform(-1e6, 1e6),
+                self.text(),
+                "",
+                "NaN",
+                "1e999",
+            ]
+        )
 
     def value(self, depth: int = 0) -> Any:
         if depth < 2 and self.rng.random() < 0.25:
@@ -202,8 +265,9 @@ class MessageFuzzer:
             obj[name] = self.voltage(name, nominal)
             expect[name] = float(obj[name])
         for name in r.sample(NUMERIC, r.randint(0, 4)):
-            value = r.choice([None, 0, -0.0, 1e308, -1e308, 5e-324, r.uniform(-1e4, 1e4),
-                              r.randint(-(10**15), 10**15)])
+            value = r.choice(
+                [None, 0, -0.0, 1e308, -1e308, 5e-324, r.uniform(-1e4, 1e4), r.randint(-(10**15), 10**15)]
+            )
             obj[name] = value
             if value is not None:
                 expect[name] = float(value)
@@ -229,8 +293,23 @@ class MessageFuzzer:
         if defect == "missing_ts":
             del obj["ts"]
         elif defect == "bad_ts":
-            obj["ts"] = r.choice([True, False, None, [], [self.now_ms], {}, r.uniform(0, 1e12) + 0.5,
-                                  1.5, "x" + self.text(), "", "now", "1800000000000", "2026-13-01T00:00:00Z"])
+            obj["ts"] = r.choice(
+                [
+                    True,
+                    False,
+                    None,
+                    [],
+                    [self.now_ms],
+                    {},
+                    r.uniform(0, 1e12) + 0.5,
+                    1.5,
+                    "x" + self.text(),
+                    "",
+                    "now",
+                    "1800000000000",
+                    "2026-13-01T00:00:00Z",
+                ]
+            )
         elif defect == "naive_ts":
             obj["ts"] = datetime.fromtimestamp(r.randint(self.oldest_ms, self.now_ms) / 1000).isoformat()
         elif defect == "ts_future":
@@ -254,8 +333,9 @@ class MessageFuzzer:
         elif defect == "voltage_range":
             name = r.choice(voltages)
             top = ceiling(name, nominal)
-            obj[name] = r.choice([-1, -1e-9, -1e308, math.nextafter(top, math.inf), top * 1.5, 1e308,
-                                  int(top) + 1, 10**18])
+            obj[name] = r.choice(
+                [-1, -1e-9, -1e308, math.nextafter(top, math.inf), top * 1.5, 1e308, int(top) + 1, 10**18]
+            )
         else:
             raise ValueError(defect)
         return obj, DEFECT_REASON.get(defect, defect)
@@ -293,10 +373,13 @@ class MessageFuzzer:
             junk = r.choice([b"\xff", b"\xfe\xff", b"\xc3\x28", b"\xe2\x82", b"\x80", b"\xf8\x88\x80\x80"])
             return Message(topic, good[:at] + junk + good[at:], ["bad_json"])
         if kind == "truncated":  # a strict prefix of a JSON object or array is never JSON
-            return Message(topic, good[:r.randint(0, len(good) - 1)], ["bad_json"])
+            return Message(topic, good[: r.randint(0, len(good) - 1)], ["bad_json"])
         if kind == "wrong_type":
-            return Message(topic, dumps(r.choice([None, True, 0, -1.5, 1e308, "", self.text(), "online"])),
-                           ["not_object"])
+            return Message(
+                topic,
+                dumps(r.choice([None, True, 0, -1.5, 1e308, "", self.text(), "online"])),
+                ["not_object"],
+            )
         if kind == "empty_batch":
             return Message(topic, r.choice([b"[]", b" [ ] ", b"[\n]"]), ["empty_batch"])
         if kind == "oversize":
@@ -309,17 +392,21 @@ class MessageFuzzer:
             return Message(bad, good, ["bad_topic"])
         if kind == "unknown_meter":
             site, meter = r.choice([("A001", "M9"), ("A002", "M1"), ("F1", "M2"), ("a001", "M1")])
-            return Message(f"pq/v1/{site}/{meter}/{r.choice(['reading', 'event', 'status'])}", good,
-                           ["unknown_meter"])
+            return Message(
+                f"pq/v1/{site}/{meter}/{r.choice(['reading', 'event', 'status'])}", good, ["unknown_meter"]
+            )
         status_topic = topic.replace("/reading", "/status")
         if kind == "good_status":
             return Message(status_topic, r.choice([b"online", b"offline", b'"online"', b" offline\n"]))
         if kind == "bad_status":
-            return Message(status_topic, r.choice([b"", b"on", b"ONLINE", b"\xff", b"null", good[:12]]),
-                           ["bad_status"])
-        event: dict[str, Any] = {"event_id": self.text(1, 20, surrogates=False).replace("\n", " "),
-                                 "ts": self.ts(self.oldest_ms + 1 + self.margin_ms, self.now_ms)[0],
-                                 "type": r.choice(EVENT_TYPES)}
+            return Message(
+                status_topic, r.choice([b"", b"on", b"ONLINE", b"\xff", b"null", good[:12]]), ["bad_status"]
+            )
+        event: dict[str, Any] = {
+            "event_id": self.text(1, 20, surrogates=False).replace("\n", " "),
+            "ts": self.ts(self.oldest_ms + 1 + self.margin_ms, self.now_ms)[0],
+            "type": r.choice(EVENT_TYPES),
+        }
         event_topic = topic.replace("/reading", "/event")
         if kind == "good_event":
             return Message(event_topic, dumps(event), [None])
@@ -346,7 +433,9 @@ RETENTION_DAYS = 400
 NOW = int(time.time() * 1000)
 RECEIVED = NOW - 5
 FUZZ = settings(
-    max_examples=10_000, deadline=None, derandomize=True,
+    max_examples=10_000,
+    deadline=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
@@ -407,8 +496,13 @@ def broken_message(seed: int, kind: str) -> Message:
 SEEDS = st.integers(0, 2**32 - 1)
 PLANS = st.lists(st.sampled_from((None, *ITEM_DEFECTS)), min_size=1, max_size=6)
 messages = st.one_of(
-    st.builds(reading_message, SEEDS, st.sampled_from([f"pq/v1/{s}/{m}/reading" for s, m in METERS]), PLANS,
-              st.booleans()),
+    st.builds(
+        reading_message,
+        SEEDS,
+        st.sampled_from([f"pq/v1/{s}/{m}/reading" for s, m in METERS]),
+        PLANS,
+        st.booleans(),
+    ),
     st.builds(broken_message, SEEDS, st.sampled_from(MESSAGE_DEFECTS + NEUTRAL)),
 )
 
@@ -467,26 +561,51 @@ def test_building_a_collector_opens_no_connection(collector: Collector) -> None:
 # thread died with the message at the head of the spool, and /healthz still said ok.) Each is
 # either rejected item by item or, by a strict JSON parser, as a whole: (reasons, points).
 REGRESSIONS = [
-    pytest.param("pq/v1/A001/M1/reading", b'{"ts": %d, "ua": 1%s}' % (NOW, b"0" * 400),
-                 [(["bad_value"], 0), (["bad_json"], 0)], id="huge-integer-voltage"),
-    pytest.param("pq/v1/A001/M1/reading", b'{"ts": %d, "ua": 230, "p": -1%s}' % (NOW, b"0" * 309),
-                 [(["bad_value"], 0), (["bad_json"], 0)], id="huge-integer-power"),
-    pytest.param("pq/v1/A001/M1/event",
-                 b'{"ts": %d, "event_id": "e1", "type": "dip", "duration_ms": 1%s}' % (NOW, b"0" * 400),
-                 [(["bad_value"], 0), (["bad_json"], 0)], id="huge-integer-event-number"),
-    pytest.param("pq/v1/A001/M1/reading", b'{"ts": "\\ud800", "ua": 230}',
-                 [(["bad_ts"], 0), (["bad_json"], 0)], id="escaped-lone-surrogate-in-rejected-reading"),
-    pytest.param("pq/v1/A001/M1/reading", b'[{"ts": %d, "ua": 230}, {"ts": 1, "x": "\xed\xa0\x80"}]' % NOW,
-                 [(["ts_too_old"], 1), (["bad_json"], 0)],
-                 id="utf8-encoded-surrogate-in-rejected-batch-item"),
-    pytest.param("pq/v1/A001/M1/event", b'{"ts": %d, "event_id": "\\udc80", "type": "dip"}' % NOW,
-                 [(["bad_event_id"], 0), (["bad_json"], 0)], id="lone-surrogate-event-id"),
+    pytest.param(
+        "pq/v1/A001/M1/reading",
+        b'{"ts": %d, "ua": 1%s}' % (NOW, b"0" * 400),
+        [(["bad_value"], 0), (["bad_json"], 0)],
+        id="huge-integer-voltage",
+    ),
+    pytest.param(
+        "pq/v1/A001/M1/reading",
+        b'{"ts": %d, "ua": 230, "p": -1%s}' % (NOW, b"0" * 309),
+        [(["bad_value"], 0), (["bad_json"], 0)],
+        id="huge-integer-power",
+    ),
+    pytest.param(
+        "pq/v1/A001/M1/event",
+        b'{"ts": %d, "event_id": "e1", "type": "dip", "duration_ms": 1%s}' % (NOW, b"0" * 400),
+        [(["bad_value"], 0), (["bad_json"], 0)],
+        id="huge-integer-event-number",
+    ),
+    pytest.param(
+        "pq/v1/A001/M1/reading",
+        b'{"ts": "\\ud800", "ua": 230}',
+        [(["bad_ts"], 0), (["bad_json"], 0)],
+        id="escaped-lone-surrogate-in-rejected-reading",
+    ),
+    pytest.param(
+        "pq/v1/A001/M1/reading",
+        b'[{"ts": %d, "ua": 230}, {"ts": 1, "x": "\xed\xa0\x80"}]' % NOW,
+        [(["ts_too_old"], 1), (["bad_json"], 0)],
+        id="utf8-encoded-surrogate-in-rejected-batch-item",
+    ),
+    pytest.param(
+        "pq/v1/A001/M1/event",
+        b'{"ts": %d, "event_id": "\\udc80", "type": "dip"}' % NOW,
+        [(["bad_event_id"], 0), (["bad_json"], 0)],
+        id="lone-surrogate-event-id",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("topic", "payload", "outcomes"), REGRESSIONS)
 def test_inputs_that_once_stopped_the_writer(
-    collector: Collector, letters: DeadLetters, topic: str, payload: bytes,
+    collector: Collector,
+    letters: DeadLetters,
+    topic: str,
+    payload: bytes,
     outcomes: list[tuple[list[str], int]],
 ) -> None:
     dead: list[tuple[object, ...]] = []

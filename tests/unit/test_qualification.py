@@ -88,7 +88,11 @@ def test_vqr1(outage, as_under, expect):
 def test_fifteen_minute_reading_stands_for_fifteen_minutes():
     start = day_start_ms(DAY, TZ)
     means = minute_means(
-        np.array([start, start + 15 * MINUTE_MS]), np.array([230.0, 240.0]), np.array([900.0, 900.0]), start, 40
+        np.array([start, start + 15 * MINUTE_MS]),
+        np.array([230.0, 240.0]),
+        np.array([900.0, 900.0]),
+        start,
+        40,
     )
     assert np.all(means[:15] == 230.0) and np.all(means[15:30] == 240.0)
     assert np.isnan(means[30:]).all()
@@ -113,8 +117,14 @@ def test_missing_minutes_are_not_monitored():
     ts = start + np.arange(1000, dtype=np.int64) * MINUTE_MS
     readings = pd.DataFrame({"time": ts, "ua": 220.0, "ub": 221.0, "uc": 219.0, "interval_s": 60.0})
     spec = SiteSpec("A", 3, 220.0, Limits(7, 7))
-    result = rollup_site(spec, readings, pd.DataFrame(columns=["time", "type", "event_id"]), [DAY],
-                         RollupPolicy(TZ), start + 5 * 86_400_000)
+    result = rollup_site(
+        spec,
+        readings,
+        pd.DataFrame(columns=["time", "type", "event_id"]),
+        [DAY],
+        RollupPolicy(TZ),
+        start + 5 * 86_400_000,
+    )
     pooled = result.vq[result.vq.phase == "all"].iloc[0]
     assert pooled.monitored_min == 3000 and pooled.missing_min == 440
     assert pooled.vqr_pct == 100.0
@@ -127,9 +137,14 @@ def test_readings_below_ten_percent_are_an_outage():
     ua = np.full(1440, 220.0)
     ua[300:320] = 5.0
     readings = pd.DataFrame({"time": ts, "ua": ua, "interval_s": 60.0})
-    result = rollup_site(SiteSpec("A", 1, 220.0, Limits(7, 10)), readings,
-                         pd.DataFrame(columns=["time", "type", "event_id"]), [DAY], RollupPolicy(TZ),
-                         start + 2 * 86_400_000)
+    result = rollup_site(
+        SiteSpec("A", 1, 220.0, Limits(7, 10)),
+        readings,
+        pd.DataFrame(columns=["time", "type", "event_id"]),
+        [DAY],
+        RollupPolicy(TZ),
+        start + 2 * 86_400_000,
+    )
     assert result.vq.iloc[-1].outage_min == 20
     assert result.rel.iloc[0].outage_s == 1200.0
     assert [o.source for o in result.outages] == ["reading"]
@@ -141,8 +156,13 @@ def test_line_voltages_for_three_wire_meters():
     uab = np.full(1440, 100.0)
     uab[:10] = 108.0  # +8 % of 100 V line nominal (57.735 V phase)
     readings = pd.DataFrame({"time": ts, "uab": uab, "ubc": 100.0, "uca": 100.0, "interval_s": 60.0})
-    result = rollup_site(SiteSpec("A", 3, 57.735, Limits(7, 7)), readings,
-                         pd.DataFrame(columns=["time", "type", "event_id"]), [DAY], RollupPolicy(TZ),
-                         start + 2 * 86_400_000)
+    result = rollup_site(
+        SiteSpec("A", 3, 57.735, Limits(7, 7)),
+        readings,
+        pd.DataFrame(columns=["time", "type", "event_id"]),
+        [DAY],
+        RollupPolicy(TZ),
+        start + 2 * 86_400_000,
+    )
     ab = result.vq[result.vq.phase == "ab"].iloc[0]
     assert ab.over_min == 10 and ab.monitored_min == 1440

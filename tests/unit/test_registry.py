@@ -55,12 +55,14 @@ def test_bad_rows_name_the_line(registry: Registry, tmp_path: Path, row: str, me
 
 
 def test_visibility_by_role(registry: Registry, tmp_path: Path):
-    registry.import_csv(write(
-        tmp_path,
-        "A001,account,a,10,3,A001-M1,57.7,,,gb,,mgr1",
-        "A002,account,b,10,3,A002-M1,57.7,,,gb,,mgr2",
-        "F1,feeder,f,10,3,F1-M1,57.7,,,gb,,",
-    ))
+    registry.import_csv(
+        write(
+            tmp_path,
+            "A001,account,a,10,3,A001-M1,57.7,,,gb,,mgr1",
+            "A002,account,b,10,3,A002-M1,57.7,,,gb,,mgr2",
+            "F1,feeder,f,10,3,F1-M1,57.7,,,gb,,",
+        )
+    )
     cust = registry.add_user("cust1", "customer", "s3cret-pass", ["A002"])
     mgr = registry.add_user("mgr1", "manager", "s3cret-pass")
     op = registry.add_user("op", "operator", "s3cret-pass")

@@ -31,7 +31,10 @@ def test_secrets_are_masked():
         ({"PQMON_MQTT_URL": "http://x"}, "PQMON_MQTT_URL"),
         ({"PQMON_TZ": "Mars/Olympus"}, "PQMON_TZ"),
         ({"PQMON_BATCH_SIZE": "many"}, "PQMON_BATCH_SIZE"),
-        ({"PQMON_INFLUX_TOKEN": "t", "PQMON_INFLUX_USER": "u", "PQMON_INFLUX_PASSWORD": "p"}, "PQMON_INFLUX_TOKEN"),
+        (
+            {"PQMON_INFLUX_TOKEN": "t", "PQMON_INFLUX_USER": "u", "PQMON_INFLUX_PASSWORD": "p"},
+            "PQMON_INFLUX_TOKEN",
+        ),
         ({"PQMON_INFLUX_USER": "u"}, "PQMON_INFLUX_PASSWORD"),
     ],
 )
