@@ -160,3 +160,23 @@ def test_two_collectors_share_the_subscription(tmp_path: Path, servers) -> None:
     finally:
         assert first.stop() == 0
         assert second.stop() == 0
+
+
+def test_full_spool_stops_acknowledging_and_loses_nothing(tmp_path: Path, servers) -> None:
+    """With InfluxDB away and the spool at its bound, messages wait in the broker instead."""
+    influx, broker = servers
+    env = env_for(tmp_path, influx, broker) | {"PQMON_SPOOL_MAX_MESSAGES": "500"}
+    setup_registry(tmp_path, env)
+    collector = CollectorProcess(env, tmp_path / "collector.log").start()
+    per_meter = 300  # 3,000 messages, six times the bound
+    try:
+        influx.stop()
+        Stream(broker.url, reading_messages(METERS, per_meter, start_ms(per_meter))).start().join()
+        wait_until(lambda: collector.metrics()["pqmon_collector_spool_depth"] >= 500, 30, "a full spool")
+        received = collector.metrics()["pqmon_collector_received_total"]
+        assert received < METERS * per_meter  # the rest were never acknowledged
+        assert collector.metrics()["pqmon_collector_spool_depth"] <= 500 + 1000  # bound + one in-flight window
+        influx.start()
+        assert_exactly_once(influx, per_meter)
+    finally:
+        assert collector.stop() == 0
