@@ -56,7 +56,7 @@ def fleet_report(
 
     accounts = registry.sites("account")
     n = len(accounts)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for site in accounts:
         v, r = vq.get(site.id, pd.DataFrame()), rel.get(site.id, pd.DataFrame())
         customer_vqr = vqr_pct(_sum(v, "over_min"), _sum(v, "under_min"), _sum(v, "monitored_min"))

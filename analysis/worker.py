@@ -256,16 +256,16 @@ def run_once(
         n_sites += 1
     registry.clear_dirty(before_ms=pass_started_ms)
     registry.set_state(LAST_PASS_KEY, str(now_ms))
-    result = PassResult(n_sites, n_days, n_points, time.monotonic() - began, full)
+    outcome = PassResult(n_sites, n_days, n_points, time.monotonic() - began, full)
     log.info(
         "analysis pass (%s): %d sites, %d site-days, %d points written in %.1fs",
         "full" if full else "incremental",
-        result.sites,
-        result.days,
-        result.points,
-        result.seconds,
+        outcome.sites,
+        outcome.days,
+        outcome.points,
+        outcome.seconds,
     )
-    return result
+    return outcome
 
 
 def run_forever(settings: Settings, stop: threading.Event) -> None:

@@ -134,7 +134,7 @@ class Collector:
         if target.tls:
             client.tls_set(ca_certs=self.settings.mqtt_ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
         client.max_inflight_messages_set(1000)
-        client.reconnect_delay_set(0.2, 5)
+        client.reconnect_delay_set(0.2, 5)  # type: ignore[arg-type]  # paho sleeps floats fine
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
@@ -238,10 +238,17 @@ class Collector:
             self.counts["rejected_internal_error"] += 1
             dead.append((topic, payload, "internal_error", repr(exc)[:300], received_ms, key))
             return []
-        for n, (why, item) in enumerate(decoded.rejected):
-            self.counts[f"rejected_{why.reason}"] += 1
+        for n, (refusal, item) in enumerate(decoded.rejected):
+            self.counts[f"rejected_{refusal.reason}"] += 1
             dead.append(
-                (topic, item, why.reason, why.detail, received_ms, None if key is None else f"{key}:{n}")
+                (
+                    topic,
+                    item,
+                    refusal.reason,
+                    refusal.detail,
+                    received_ms,
+                    None if key is None else f"{key}:{n}",
+                )
             )
         self.counts["unknown_fields"] += decoded.unknown_fields
         if decoded.status:

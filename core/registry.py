@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     event,
     select,
 )
+from sqlalchemy import insert as insert_into
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
@@ -341,7 +343,7 @@ class Registry:
         dialect = self.engine.dialect.name
         with self.engine.begin() as conn:
             if dialect in ("sqlite", "postgresql"):
-                insert = {"sqlite": sqlite_insert, "postgresql": pg_insert}[dialect]
+                insert: Any = {"sqlite": sqlite_insert, "postgresql": pg_insert}[dialect]
                 stmt = insert(DirtyDayRow).values(rows)
                 conn.execute(
                     stmt.on_conflict_do_update(
@@ -355,7 +357,7 @@ class Registry:
                             DirtyDayRow.site_id == row["site_id"], DirtyDayRow.day == row["day"]
                         )
                     )
-                conn.execute(DirtyDayRow.__table__.insert(), rows)
+                conn.execute(insert_into(DirtyDayRow), rows)
 
     def dirty_days(self) -> dict[str, set[date]]:
         with self._session() as s:
