@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 
@@ -33,6 +33,7 @@ EVENT_LOOKBEHIND_MS = 7 * 86_400_000  # a power_off this long before the window 
 READING_LOOKBEHIND_MS = 3_600_000  # a 15- or 60-minute value that began before midnight
 LAST_PASS_KEY = "worker.last_pass_ms"
 MAX_WINDOW_GROWTH = 4
+MAX_OUTAGE_DAYS = 30  # an outage that began this long before the look-back can still reach into it
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,10 @@ def outage_lines(site: Site, result: SiteRollup, short_s: float, now_ms: int) ->
     ]
 
 
+def _utc_ms(naive_utc: datetime) -> int:
+    return int(naive_utc.replace(tzinfo=UTC).timestamp() * 1000)
+
+
 def runs(days: list[date]) -> list[tuple[date, date]]:
     """Sorted days as (first, last) runs of consecutive days."""
     out: list[tuple[date, date]] = []
@@ -155,6 +160,21 @@ class Analyser:
         self.policy = RollupPolicy(settings.tz, settings.short_outage_s, settings.outage_as_under)
         self.today = local_day(now_ms, settings.tz)
         self.horizon = self.today - timedelta(days=settings.lookback_days)
+        self.planned = {
+            site_id: [(_utc_ms(s), _utc_ms(e)) for s, e in windows]
+            for site_id, windows in registry.all_planned_outages().items()
+        }
+        self._with_outages: set[str] | None = None
+
+    def _sites_with_outages(self) -> set[str]:
+        """Sites that have derived outages stored: only their windows need a DELETE first."""
+        if self._with_outages is None:
+            since = day_start_ms(self.horizon - timedelta(days=MAX_OUTAGE_DAYS), self.settings.tz)
+            frames = self.store.query(
+                f"SELECT count(start_ms) FROM outage WHERE time >= {since}ms GROUP BY site"
+            )
+            self._with_outages = {df.attrs["tags"]["site"] for df in frames}
+        return self._with_outages
 
     def compute(
         self, site: Site, first: date, last: date
@@ -164,10 +184,7 @@ class Analyser:
         if found is None:
             return None
         spec, meter_id = found
-        planned = [
-            (int(s.replace(tzinfo=UTC).timestamp() * 1000), int(e.replace(tzinfo=UTC).timestamp() * 1000))
-            for s, e in self.registry.planned_outages(site.id)
-        ]
+        planned = self.planned.get(site.id, [])
         tz = self.settings.tz
         for _ in range(MAX_WINDOW_GROWTH):
             days = days_between(first, last)
@@ -190,11 +207,15 @@ class Analyser:
         end_ms = day_start_ms(days[-1] + timedelta(days=1), tz)
         # Outages are keyed by start time and tags that can change (short -> sustained, open ->
         # closed), so the window's derived outages are replaced rather than overwritten.
-        self.store.query_raw(
-            f"DELETE FROM outage WHERE site = {quote_literal(site.id)}"
-            f" AND time >= {start_ms}ms AND time < {end_ms}ms"
-        )
-        lines = to_lines(site, result) + outage_lines(site, result, self.settings.short_outage_s, self.now_ms)
+        if site.id in self._sites_with_outages():
+            self.store.query_raw(
+                f"DELETE FROM outage WHERE site = {quote_literal(site.id)}"
+                f" AND time >= {start_ms}ms AND time < {end_ms}ms"
+            )
+        outages = outage_lines(site, result, self.settings.short_outage_s, self.now_ms)
+        if outages:
+            self._sites_with_outages().add(site.id)
+        lines = to_lines(site, result) + outages
         lines += pq_lines(site, pq)
         return self.store.write(lines)
 
@@ -211,7 +232,12 @@ class Analyser:
         for site, days in self.registry.dirty_days().items():
             wanted.setdefault(site, set()).update(d for d in days if self.horizon <= d <= self.today)
         since = day_start_ms(self.horizon, tz)
-        in_progress = days_between(min(local_day(last_pass_ms, tz), self.today), self.today)
+        # Days that were still running at the previous pass and have ended since are finished
+        # now. Today itself needs no pass of its own: with no new data (which marks it dirty)
+        # only its elapsed time grows, and reports count that as missing from calendar_min.
+        in_progress = days_between(
+            min(local_day(last_pass_ms, tz), self.today), self.today - timedelta(days=1)
+        )
         for df in self.store.query(
             "SELECT last(monitored_min) FROM vq_daily"
             f" WHERE phase = 'all' AND time >= {since}ms GROUP BY site"

@@ -7,6 +7,7 @@ Callers get frozen dataclasses back, never live ORM rows, so the data can cross 
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 import time
 from collections.abc import Iterable
@@ -298,7 +299,7 @@ class Registry:
             row = s.get(UserRow, name)
             if row is None:
                 # Same work as a real check, so timing does not reveal which names exist.
-                check_password_hash(_DUMMY_HASH, password)
+                check_password_hash(_dummy_hash(), password)
                 return None
             if not check_password_hash(row.password_hash, password):
                 return None
@@ -324,6 +325,13 @@ class Registry:
         self.site(site_id)
         with self._session.begin() as s:
             s.add(PlannedOutageRow(site_id=site_id, start_utc=start_utc, end_utc=end_utc, note=note))
+
+    def all_planned_outages(self) -> dict[str, list[tuple[datetime, datetime]]]:
+        with self._session() as s:
+            found: dict[str, list[tuple[datetime, datetime]]] = {}
+            for r in s.scalars(select(PlannedOutageRow)):
+                found.setdefault(r.site_id, []).append((r.start_utc, r.end_utc))
+            return found
 
     def planned_outages(self, site_id: str) -> list[tuple[datetime, datetime]]:
         with self._session() as s:
@@ -381,7 +389,10 @@ class Registry:
             s.merge(WorkerStateRow(key=key, value=value))
 
 
-_DUMMY_HASH = generate_password_hash("pqmon-timing-equaliser")
+@functools.cache
+def _dummy_hash() -> str:
+    """Made on first use: hashing is slow on purpose, and most processes never log anyone in."""
+    return generate_password_hash("pqmon-timing-equaliser")
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
