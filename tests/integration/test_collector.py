@@ -175,7 +175,9 @@ def test_full_spool_stops_acknowledging_and_loses_nothing(tmp_path: Path, server
         wait_until(lambda: collector.metrics()["pqmon_collector_spool_depth"] >= 500, 30, "a full spool")
         received = collector.metrics()["pqmon_collector_received_total"]
         assert received < METERS * per_meter  # the rest were never acknowledged
-        assert collector.metrics()["pqmon_collector_spool_depth"] <= 500 + 1000  # bound + one in-flight window
+        assert (
+            collector.metrics()["pqmon_collector_spool_depth"] <= 500 + 1000
+        )  # bound + one in-flight window
         influx.start()
         assert_exactly_once(influx, per_meter)
     finally:

@@ -122,8 +122,12 @@ _numbers = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(
-    fields=st.lists(st.sampled_from(["ua", "ub", "uc", "uab", "f", "interval_s", "p", "thd_ua"]),
-                    min_size=1, max_size=6, unique=True),
+    fields=st.lists(
+        st.sampled_from(["ua", "ub", "uc", "uab", "f", "interval_s", "p", "thd_ua"]),
+        min_size=1,
+        max_size=6,
+        unique=True,
+    ),
     data=st.data(),
 )
 def test_fast_batch_path_writes_what_the_reading_path_writes(fields, data):
@@ -156,6 +160,9 @@ def test_a_plain_gateway_batch_takes_the_fast_path():
     fast = _fast_batch(items, prefix, ceilings, NOW, OLDEST)
     assert fast is not None
     assert fast[0] == [_reading(item, prefix, ceilings, NOW, OLDEST)[0] for item in items]
-    assert fast[0][0] == f"reading,meter=M1,side=customer,site=A001 ua=230.5,ub=229.0,f=50.0,interval_s=60.0 {NOW}"
+    assert (
+        fast[0][0]
+        == f"reading,meter=M1,side=customer,site=A001 ua=230.5,ub=229.0,f=50.0,interval_s=60.0 {NOW}"
+    )
     items[3]["ua"] = True  # one odd value: the whole batch goes reading by reading
     assert _fast_batch(items, prefix, ceilings, NOW, OLDEST) is None
