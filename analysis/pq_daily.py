@@ -94,7 +94,9 @@ def pq_daily(
         )
         limit = thd_limit_pct(voltage_class_kv)
         thd = np.fmax.reduce([column(c) for c in THD_FIELDS])  # the worst phase of each reading
-        over = np.zeros(len(thd), bool) if limit is None else np.round(thd, COMPARE_DECIMALS) > limit
+        over = (
+            np.zeros(len(thd), bool) if limit is None else np.asarray(np.round(thd, COMPARE_DECIMALS) > limit)
+        )
         rows["thd_n"], rows["thd_over"], rows["thd_max"] = _count_max(thd, day, n_days, over)
         plt = column("plt")
         rows["plt_n"], rows["plt_over"], rows["plt_max"] = _count_max(

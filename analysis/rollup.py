@@ -117,7 +117,7 @@ def rollup_site(
 
     # Every phase below 10 % of nominal: an interruption seen in the readings.
     stacked = np.vstack(grid_means)
-    grid_data = ~np.isnan(stacked).all(axis=0)
+    grid_data = np.asarray(~np.isnan(stacked).all(axis=0))
     with np.errstate(invalid="ignore"):
         low = grid_data & np.all(np.isnan(stacked) | (stacked < outage_rules.INTERRUPTION_FRACTION), axis=0)
     any_data = grid_data[offset : offset + n]

@@ -194,7 +194,7 @@ class Collector:
             if self._stop.is_set() and self.spool.depth >= self.settings.spool_max_messages:
                 return  # unacknowledged: the broker redelivers them to the next session
             full_logged = False
-            self.spool.append((m.topic, m.payload, int(m.timestamp * 1000)) for m in batch)
+            self.spool.append((m.topic, bytes(m.payload), int(m.timestamp * 1000)) for m in batch)
             for m in batch:
                 if m.qos > 0:
                     self._client.ack(m.mid, m.qos)

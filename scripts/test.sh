@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 need_apt mosquitto influxdb chromium chromium-driver python3-venv
 ensure_venv dev
 .venv/bin/ruff check .
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"
