@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -41,7 +40,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -53,6 +51,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench._bench import machine_basics, summarise_profile  # noqa: E402 - needs ROOT on sys.path
 
 TZ = "Asia/Shanghai"
 BATCH = 5000  # lines per /write, the collector's default PQMON_BATCH_SIZE
@@ -598,55 +598,13 @@ class Bench:
                 f"{child.summary}; {raw}"
             )
             if raw.exists():
-                print(summarise(raw, self.args.profile_top))
+                print(summarise_profile(raw, self.args.profile_top))
             else:
                 print(child.output[-2000:])
 
 
-def summarise(raw: Path, top: int) -> str:
-    """Self and inclusive share per function from py-spy's collapsed stacks."""
-    selfc: Counter[str] = Counter()
-    incl: Counter[str] = Counter()
-    total = 0
-    for text in raw.read_text().splitlines():
-        stack, _, count = text.rpartition(" ")
-        if not stack:
-            continue
-        n = int(count)
-        frames = [f.strip() for f in stack.split(";")]
-        if any("_find_and_load" in f for f in frames):
-            continue  # start-up imports
-        total += n
-        names = [re.sub(r":\d+\)$", ")", f) for f in frames]
-        selfc[names[-1]] += n
-        for name in set(names):
-            incl[name] += n
-    if not total:
-        return "  (no samples)"
-    lines = [f"  {total} samples (imports left out); self time (top {top}):"]
-    lines += [f"    {n / total:6.1%}  {f}" for f, n in selfc.most_common(top)]
-    lines.append("  inclusive time (top):")
-    lines += [f"    {n / total:6.1%}  {f}" for f, n in incl.most_common(top + 12)]
-    return "\n".join(lines)
-
-
 def machine_info() -> str:
-    cpu = ""
-    try:
-        for raw in Path("/proc/cpuinfo").read_text().splitlines():
-            if raw.startswith("model name"):
-                cpu = raw.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    influx_v = subprocess.run(["influxd", "version"], capture_output=True, text=True).stdout.strip()
-    head = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    return (
-        f"nproc {os.cpu_count()}, {cpu or platform.machine()}, Python {platform.python_version()}, "
-        f"{influx_v}, pqmon {head}"
-    )
+    return machine_basics()
 
 
 def pass_s(child: Child) -> float:

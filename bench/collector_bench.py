@@ -32,7 +32,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -41,7 +40,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -49,6 +47,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench._bench import first_line, machine_basics, summarise_profile  # noqa: E402 - needs ROOT on sys.path
 
 SITE = "B001"
 TOPIC_FILTER = "pq/v1/+/+/+"  # what the collector subscribes to (collector.service.TOPICS)
@@ -725,31 +725,10 @@ class Bench:
 
 # -- report ---------------------------------------------------------------------------------------
 def machine_info() -> str:
-    cpu = ""
-    try:
-        for raw in Path("/proc/cpuinfo").read_text().splitlines():
-            if raw.startswith("model name"):
-                cpu = raw.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import paho.mqtt
 
-    influx_v = subprocess.run(["influxd", "version"], capture_output=True, text=True).stdout.strip()
-    mosq_v = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout.splitlines()[:1]
-    head = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    return (
-        f"pqmon {head or '?'}{' +uncommitted changes' if dirty else ''} | nproc={os.cpu_count()} "
-        f"cpu={cpu or platform.machine()} python={platform.python_version()} "
-        f"paho-mqtt={paho.mqtt.__version__} {mosq_v[0] if mosq_v else 'mosquitto ?'} | {influx_v}"
-    )
+    mosquitto = first_line(["mosquitto", "-h"]) or "mosquitto ?"
+    return f"{machine_basics()} | paho-mqtt={paho.mqtt.__version__} {mosquitto}"
 
 
 def fmt_lag(lags: list[float]) -> str:
@@ -810,65 +789,6 @@ def table(results: dict[str, Result], lags: dict[str, list[float]]) -> tuple[str
     ]
     out += [" | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(out), ok_all
-
-
-def _frame(text: str) -> str:
-    """'func (path/file.py:123)' -> 'func (path/file.py)': aggregate per function."""
-    name, sep, where = text.rpartition(" (")
-    return f"{name} ({where.rsplit(':', 1)[0]})" if sep else text
-
-
-def _thread(text: str) -> str:
-    """'thread (4242): Thread-7 (process_request_thread)' -> 'process_request_thread'."""
-    name = text.split("): ", 1)[1] if "): " in text else "(unnamed)"
-    if name.startswith("Thread-") and "(" in name:
-        name = name.split("(", 1)[1].rstrip(")")
-    return name
-
-
-def summarise_profile(raw: Path, top: int = 20) -> str:
-    """Self and inclusive share of samples per function from py-spy's collapsed stacks."""
-    stacks: Counter[str] = Counter()
-    for line in raw.read_text().splitlines():
-        stack, _, n = line.rpartition(" ")
-        if stack and n.isdigit():
-            stacks[stack] += int(n)
-    selfc: Counter[str] = Counter()
-    incl: Counter[str] = Counter()
-    threads: Counter[str] = Counter()
-    per_thread: dict[str, Counter[str]] = {}
-    total = skipped = 0
-    for stack, n in stacks.items():
-        frames = stack.split(";")
-        if any("_find_and_load" in f for f in frames) or _thread(frames[0]) == "MainThread":
-            skipped += n
-            continue  # start-up: imports, settings, registry load (the main thread then only waits)
-        total += n
-        thread = _thread(frames[0])
-        threads[thread] += n
-        funcs = [_frame(f) for f in frames[1:]]
-        if funcs:
-            selfc[funcs[-1]] += n
-            per_thread.setdefault(thread, Counter())[funcs[-1]] += n
-        for f in set(funcs):
-            incl[f] += n
-    if not total:
-        return "  (no samples)"
-    lines = [f"  {total} samples ({skipped} of start-up imports and MainThread left out); by thread:"]
-    for t, n in threads.most_common(8):
-        hot = ", ".join(
-            f"{f.split(' (')[0]} {c / total:.1%}" for f, c in per_thread.get(t, Counter()).most_common(4)
-        )
-        lines.append(f"    {n / total:6.1%}  {t}: {hot}")
-    lines.append("  self time (top):")
-    lines += [f"    {n / total:6.1%}  {f}" for f, n in selfc.most_common(top)]
-    lines.append("  inclusive time (top):")
-    lines += [
-        f"    {n / total:6.1%}  {f}"
-        for f, n in incl.most_common(top + 10)
-        if not f.startswith(("Thread.", "Thread._"))
-    ]
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
