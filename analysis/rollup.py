@@ -108,12 +108,15 @@ def rollup_site(
     means: dict[str, np.ndarray] = {}
     nominal: dict[str, float] = {}
     grid_means = []
+    per_unit = []
     for ch in channels:
         values = readings[ch].to_numpy(np.float64) if ch in readings else np.full(len(times), np.nan)
         nominal[ch] = spec.nominal_v * (math.sqrt(3) if ch in LINE_FIELDS else 1.0)
         on_grid = minute_means(times, values, interval, grid_start, grid_n)
         grid_means.append(on_grid / nominal[ch])
+        per_unit.append(values / nominal[ch])
         means[ch] = on_grid[offset : offset + n]
+    evidence = outage_rules.SupplyEvidence.from_readings(times, interval, per_unit)
 
     # Every phase below 10 % of nominal: an interruption seen in the readings.
     stacked = np.vstack(grid_means)
@@ -123,7 +126,7 @@ def rollup_site(
     any_data = grid_data[offset : offset + n]
 
     found = outage_rules.merge(
-        outage_rules.from_events(events) + outage_rules.from_low_minutes(low, grid_start)
+        outage_rules.from_events(events, evidence) + outage_rules.from_low_minutes(low, grid_start)
     )
     found = outage_rules.classify(found, planned_windows_ms or [])
     out_mask = outage_minute_mask([(o.start_ms, o.end_or(now_ms)) for o in found], start_ms, n)

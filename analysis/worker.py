@@ -13,9 +13,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 
 from analysis.calendar import day_start_ms, days_between, local_day
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 EVENT_LOOKBEHIND_MS = 7 * 86_400_000  # a power_off this long before the window still counts
 READING_LOOKBEHIND_MS = 3_600_000  # a 15- or 60-minute value that began before midnight
 LAST_PASS_KEY = "worker.last_pass_ms"
-MAX_WINDOW_GROWTH = 4
+MAX_WINDOW_GROWTH = 8
 MAX_OUTAGE_DAYS = 30  # an outage that began this long before the look-back can still reach into it
 
 
@@ -127,6 +129,8 @@ def outage_lines(site: Site, result: SiteRollup, short_s: float, now_ms: int) ->
                 "duration_s": o.duration_s(now_ms),
                 "open": o.is_open,
                 "source": o.source,
+                "start_source": o.start_source,
+                "end_source": o.end_source,  # left out while open
             },
             o.start_ms,
         )
@@ -164,41 +168,65 @@ class Analyser:
             site_id: [(_utc_ms(s), _utc_ms(e)) for s, e in windows]
             for site_id, windows in registry.all_planned_outages().items()
         }
-        self._with_outages: set[str] | None = None
+        self._stored: dict[str, list[tuple[int, int]]] | None = None
 
-    def _sites_with_outages(self) -> set[str]:
-        """Sites that have derived outages stored: only their windows need a DELETE first."""
-        if self._with_outages is None:
+    def stored_outages(self) -> dict[str, list[tuple[int, int]]]:
+        """The derived outages already stored, per site, as (start, end or now) spans.
+
+        Read once per pass: a recomputation must cover every day that a stored outage it
+        may remove, shorten or move covers, or those days would keep the old figures.
+        """
+        if self._stored is None:
             since = day_start_ms(self.horizon - timedelta(days=MAX_OUTAGE_DAYS), self.settings.tz)
-            frames = self.store.query(
-                f"SELECT count(start_ms) FROM outage WHERE time >= {since}ms GROUP BY site"
-            )
-            self._with_outages = {df.attrs["tags"]["site"] for df in frames}
-        return self._with_outages
+            stored: dict[str, list[tuple[int, int]]] = {}
+            for df in self.store.query(
+                f'SELECT start_ms, end_ms, "open" FROM outage WHERE time >= {since}ms GROUP BY site'
+            ):
+                ends = np.where(
+                    df["open"].astype(bool).to_numpy(), self.now_ms, df["end_ms"].to_numpy(np.int64)
+                )
+                stored[df.attrs["tags"]["site"]] = list(
+                    zip(df["start_ms"].astype("int64").tolist(), ends.tolist(), strict=True)
+                )
+            self._stored = stored
+        return self._stored
+
+    def _grown(self, first: date, last: date, spans: Iterable[tuple[int, int]]) -> tuple[date, date]:
+        """[first, last] widened to hold every span that touches it (touching counts)."""
+        tz = self.settings.tz
+        start_ms = day_start_ms(first, tz)
+        end_ms = day_start_ms(last + timedelta(days=1), tz)
+        touching = [(s, e) for s, e in spans if s <= end_ms and e >= start_ms]
+        want_first = min([first, *(local_day(s, tz) for s, _ in touching)])
+        want_last = max([last, *(local_day(max(s, e - 1), tz) for s, e in touching)])
+        return max(want_first, self.horizon), min(want_last, self.today)
 
     def compute(
         self, site: Site, first: date, last: date
     ) -> tuple[list[date], SiteRollup, pd.DataFrame] | None:
-        """Roll up [first, last], growing the window until it holds every outage touching it."""
-        found = site_spec(site)
-        if found is None:
+        """Roll up [first, last], growing the window until it holds every outage touching it,
+        found now or stored before, so that the result equals a full recomputation."""
+        found_spec = site_spec(site)
+        if found_spec is None:
             return None
-        spec, meter_id = found
+        spec, meter_id = found_spec
         planned = self.planned.get(site.id, [])
+        stored = self.stored_outages().get(site.id, [])
         tz = self.settings.tz
         for _ in range(MAX_WINDOW_GROWTH):
+            while (grown := self._grown(first, last, stored)) != (first, last):
+                first, last = grown
             days = days_between(first, last)
             start_ms = day_start_ms(first, tz)
             end_ms = day_start_ms(last + timedelta(days=1), tz)
             readings, events = read_site(self.store, site, meter_id, start_ms, end_ms)
             result = rollup_site(spec, readings, events, days, self.policy, self.now_ms, planned)
-            touching = [o for o in result.found if o.start_ms < end_ms and o.end_or(self.now_ms) > start_ms]
-            want_first = min([first, *(local_day(o.start_ms, tz) for o in touching)])
-            want_last = max([last, *(local_day(o.end_or(self.now_ms) - 1, tz) for o in touching)])
-            want_first, want_last = max(want_first, self.horizon), min(want_last, self.today)
-            if (want_first, want_last) == (first, last):
+            grown = self._grown(first, last, [(o.start_ms, o.end_or(self.now_ms)) for o in result.found])
+            if grown == (first, last):
                 break
-            first, last = want_first, want_last
+            first, last = grown
+        else:
+            log.warning("site %s: outages kept widening the window; computed %s..%s", site.id, first, last)
         return days, result, pq_daily(readings, events, days, tz, site.voltage_class_kv)
 
     def write(self, site: Site, days: list[date], result: SiteRollup, pq: pd.DataFrame) -> int:
@@ -207,17 +235,35 @@ class Analyser:
         end_ms = day_start_ms(days[-1] + timedelta(days=1), tz)
         # Outages are keyed by start time and tags that can change (short -> sustained, open ->
         # closed), so the window's derived outages are replaced rather than overwritten.
-        if site.id in self._sites_with_outages():
+        stored = self.stored_outages()
+        if stored.get(site.id):
             self.store.query_raw(
                 f"DELETE FROM outage WHERE site = {quote_literal(site.id)}"
                 f" AND time >= {start_ms}ms AND time < {end_ms}ms"
             )
-        outages = outage_lines(site, result, self.settings.short_outage_s, self.now_ms)
-        if outages:
-            self._sites_with_outages().add(site.id)
-        lines = to_lines(site, result) + outages
+        self._clear_stale_rates(site, result.vq, start_ms, end_ms)
+        kept = [(s, e) for s, e in stored.get(site.id, []) if not start_ms <= s < end_ms]
+        kept += [(o.start_ms, o.end_or(self.now_ms)) for o in result.outages]
+        stored[site.id] = kept
+        lines = to_lines(site, result)
+        lines += outage_lines(site, result, self.settings.short_outage_s, self.now_ms)
         lines += pq_lines(site, pq)
         return self.store.write(lines)
+
+    def _clear_stale_rates(self, site: Site, vq: pd.DataFrame, start_ms: int, end_ms: int) -> None:
+        """A rewrite keeps any field it leaves out, so a day whose VQR became undefined (an
+        outage or lost data now covers it) must lose the rate stored before: the window's
+        vq_daily rows go, then all are written again. Rare, so checked before deleting."""
+        lacking = vq[vq["vqr_pct"].isna()] if len(vq) else vq
+        if lacking.empty:
+            return
+        where = f"site = {quote_literal(site.id)} AND time >= {start_ms}ms AND time < {end_ms}ms"
+        stored = self.store.query_frame(f"SELECT vqr_pct, phase FROM vq_daily WHERE {where}")
+        if stored.empty:
+            return
+        had = set(zip(stored["time"].astype("int64"), stored["phase"], strict=True))
+        if had & set(zip(lacking["day_ms"].astype("int64"), lacking["phase"], strict=True)):
+            self.store.query_raw(f"DELETE FROM vq_daily WHERE {where}")
 
     def full_plan(self) -> dict[str, list[tuple[date, date]]]:
         since = day_start_ms(self.horizon, self.settings.tz)
@@ -272,13 +318,17 @@ def run_once(
         site = sites.get(site_id)
         if site is None:
             continue
+        done: set[date] = set()
         for first, last in ranges:
+            if set(days_between(first, last)) <= done:
+                continue  # an earlier window of this site grew over this one
             computed = analyser.compute(site, first, last)
             if computed is None:
                 continue
             days, result, pq = computed
             n_points += analyser.write(site, days, result, pq)
             n_days += len(days)
+            done.update(days)
         n_sites += 1
     registry.clear_dirty(before_ms=pass_started_ms)
     registry.set_state(LAST_PASS_KEY, str(now_ms))

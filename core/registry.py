@@ -28,7 +28,9 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy import insert as insert_into
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -58,6 +60,8 @@ CSV_COLUMNS = (
     "feeder_id",
     "manager",
 )
+# Optional columns: absent or empty means the default.
+OPTIONAL_CSV_COLUMNS = ("commissioned",)
 
 
 class Base(DeclarativeBase):
@@ -76,6 +80,8 @@ class SiteRow(Base):
     profile: Mapped[str] = mapped_column(String(16), default="gb")
     feeder_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     manager: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # First local day of the site's monitored life; None: its first reading or event.
+    commissioned: Mapped[date | None] = mapped_column(Date, nullable=True)
 
 
 class MeterRow(Base):
@@ -144,6 +150,7 @@ class Site:
     feeder_id: str | None
     manager: str | None
     meters: tuple[Meter, ...] = ()
+    commissioned: date | None = None
 
     @property
     def side(self) -> str:
@@ -173,6 +180,7 @@ class Registry:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:
@@ -242,6 +250,7 @@ class Registry:
                         "profile",
                         "feeder_id",
                         "manager",
+                        "commissioned",
                     ):
                         setattr(existing, col, getattr(site, col))
                     counts["su"] += 1
@@ -416,6 +425,7 @@ def _site(row: SiteRow, meters: list[Meter]) -> Site:
         feeder_id=row.feeder_id,
         manager=row.manager,
         meters=tuple(meters),
+        commissioned=row.commissioned,
     )
 
 
@@ -467,5 +477,35 @@ def _parse_row(raw: dict[str, str]) -> tuple[SiteRow, str, float]:
         profile=profile,
         feeder_id=feeder,
         manager=(raw.get("manager") or "").strip() or None,
+        commissioned=_opt_date(raw.get("commissioned"), "commissioned"),
     )
     return site, meter_id, nominal_v
+
+
+def _opt_date(raw: str | None, name: str) -> date | None:
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a date as YYYY-MM-DD, got {raw!r}") from None
+
+
+def _add_missing_columns(engine: Any) -> None:
+    """Add the nullable columns a newer pqmon knows to a registry made by an older one.
+
+    Only additive, nullable columns are handled here; anything else needs a real migration.
+    """
+    inspector = inspect(engine)
+    for table in Base.metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have or not column.nullable:
+                continue
+            kind = column.type.compile(dialect=engine.dialect)
+            with engine.begin() as conn:
+                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+            log.info("registry: added column %s.%s", table.name, column.name)

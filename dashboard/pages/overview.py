@@ -127,10 +127,14 @@ def update_table(start: object, end: object) -> tuple[list[dict[str, Any]], Any]
         return [], message(t("overview.none"))
     ctx = get_context()
     try:
-        summary = fleet_summary(ctx.store, site_ids, day_from, day_to, ctx.settings.tz)
+        accounts = ctx.registry.sites("account")
+        commissioned = {s.id: s.commissioned for s in accounts}
+        summary = fleet_summary(
+            ctx.store, site_ids, day_from, day_to, ctx.settings.tz, commissioned=commissioned
+        )
     except StoreError:
         log.exception("fleet summary failed")
         return [], message(t("store.unavailable"))
-    names = {s.id: s.name for s in ctx.registry.sites("account") if s.id in site_ids}
+    names = {s.id: s.name for s in accounts if s.id in site_ids}
     query = urlencode({"from": day_from.isoformat(), "to": day_to.isoformat()})
     return rows(summary, names, query), None

@@ -28,10 +28,18 @@ A004,account,Depot,0.38,3,A004-M1,220,,,gb,,mgr2
 
 
 def write_day(
-    store: InfluxStore, site: str, nominal: float, day_start: int, low_minutes: range = range(0)
+    store: InfluxStore,
+    site: str,
+    nominal: float,
+    day_start: int,
+    low_minutes: range = range(0),
+    silent: range = range(0),
 ) -> None:
+    """A day of one-minute readings; ``silent`` minutes have none (the meter was off)."""
     lines = []
     for m in range(1440):
+        if m in silent:
+            continue
         v = nominal * (0.90 if m in low_minutes else 1.0)
         lines.append(
             line(
@@ -53,9 +61,9 @@ def test_fleet_report_with_planned_outage_and_last_mile(pqmon_env: dict[str, str
     start = day_start_ms(day, TZ)
     write_day(store, "F01", 57.735, start)
     write_day(store, "A001", 57.735, start, low_minutes=range(0, 144))  # 10 % of the day at -10 %
-    write_day(store, "A002", 220.0, start)
+    write_day(store, "A002", 220.0, start, silent=range(540, 660))
     write_day(store, "A003", 220.0, start)
-    write_day(store, "A004", 220.0, start)
+    write_day(store, "A004", 220.0, start, silent=range(100, 102))
     events = [  # A002: 2 hours from 09:00 (planned on its feeder); A004: a 2-minute blip
         ("A002", "power_off", start + 540 * MINUTE_MS),
         ("A002", "power_on", start + 660 * MINUTE_MS),

@@ -16,8 +16,8 @@ def test_pairs_regardless_of_arrival_order_and_collapses_duplicates():
         (5000, "power_on", "b"),
         (1000, "power_off", "a"),
         (1000, "power_off", "a"),  # replayed
+        (1000, "power_off", "a2"),  # same instant and type under another id
         (9000, "power_off", "c"),
-        (9500, "power_off", "c2"),  # second record of the same outage
         (12000, "power_on", "d"),
     )
     assert from_events(ev) == [Outage(1000, 5000, "event"), Outage(9000, 12000, "event")]
