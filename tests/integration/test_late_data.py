@@ -32,11 +32,16 @@ NOMINAL = {"A001": 220.0, "A002": 57.735, "A003": 220.0}
 INTERVAL_S = 300
 
 
-def day_readings(site: str, start_ms: int, rng: np.random.Generator) -> list[dict[str, object]]:
+def day_readings(
+    site: str, start_ms: int, rng: np.random.Generator, silent: tuple[int, int] = (0, 0)
+) -> list[dict[str, object]]:
+    """A day of 5-minute readings; none inside ``silent`` (the meter had no supply)."""
     n = 86_400 // INTERVAL_S
     base = NOMINAL[site] * (1 + rng.normal(0, 0.03, n))
     rows = []
     for i in range(n):
+        if silent[0] <= start_ms + i * INTERVAL_S * 1000 < silent[1]:
+            continue
         row: dict[str, object] = {
             "ts": start_ms + i * INTERVAL_S * 1000,
             "ua": round(float(base[i]), 3),
@@ -78,12 +83,23 @@ def test_late_power_off_records_three_weeks_back(pqmon_env: dict[str, str], tmp_
     collector = CollectorProcess(pqmon_env, tmp_path / "collector.log").start()
     client = mqtt_client(pqmon_env["PQMON_MQTT_URL"], "late-data-gateway")
     rng = np.random.default_rng(7)
+    # Three weeks back: a 50-minute outage on A001, and one across midnight on A002; the
+    # meters sent no readings while they had no supply, and their records come later.
+    late_day = today - timedelta(days=21)
+    t0 = day_start_ms(late_day, TZ) + 10 * 60 * MINUTE_MS
+    midnight = day_start_ms(late_day + timedelta(days=1), TZ)
+    silent = {
+        "A001": (t0, t0 + 50 * MINUTE_MS),
+        "A002": (midnight - 30 * MINUTE_MS, midnight + 40 * MINUTE_MS),
+    }
     try:
+        expected = 0
         for day in days:
             for site in NOMINAL:
-                payload = json.dumps(day_readings(site, day_start_ms(day, TZ), rng))
+                rows = day_readings(site, day_start_ms(day, TZ), rng, silent.get(site, (0, 0)))
+                expected += len(rows)
+                payload = json.dumps(rows)
                 client.publish(f"pq/v1/{site}/{site}-M1/reading", payload, qos=1).wait_for_publish(10)
-        expected = len(days) * len(NOMINAL) * 86_400 // INTERVAL_S
 
         def count() -> int:
             frames = store.query("SELECT count(ua) FROM reading")
@@ -97,11 +113,7 @@ def test_late_power_off_records_three_weeks_back(pqmon_env: dict[str, str], tmp_
         before = report(pqmon_env, "A001", *month)
         assert before["outages"]["count"] == 0
 
-        # Three weeks back: a 50-minute outage on A001, and one across midnight on A002,
-        # uploaded now, after the fact, power_on first, one record twice.
-        late_day = today - timedelta(days=21)
-        t0 = day_start_ms(late_day, TZ) + 10 * 60 * MINUTE_MS
-        midnight = day_start_ms(late_day + timedelta(days=1), TZ)
+        # The outages' records, uploaded now, after the fact, power_on first, one twice.
         events = [
             ("A001", {"event_id": "A001-late-2", "ts": t0 + 50 * MINUTE_MS, "type": "power_on"}),
             ("A001", {"event_id": "A001-late-1", "ts": t0, "type": "power_off"}),
