@@ -8,7 +8,9 @@ longer is sustained. SAIDI-type figures are in minutes, as utilities report them
 
 Major event days (§3.3, 1366-2012 Annex B.2): daily SAIDI, zero days dropped, natural log,
 α = mean, β = standard deviation (sample by default, decision D5), T_MED = exp(α + 2.5β);
-a day whose SAIDI is strictly greater than T_MED is an MED.
+a day whose SAIDI is strictly greater than T_MED is an MED. The daily SAIDI comes from up to
+five years before the period; with too little stored history, from the period itself
+(:func:`med_sample` decides, and the report says which).
 
 DL/T 836 (standards.md §2.3): system indices AIHC-1/2/3, AITC-1 and RS-1/2/3 from events
 with a cause (``fault``, ``planned``, ``external``, ``supply_shortage``), a user count and a
@@ -22,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -66,6 +68,20 @@ class MedThreshold:
     t_med_min: float
     days_used: int  # non-zero SAIDI days
     ddof: int
+
+
+@dataclass(frozen=True)
+class MedSample:
+    """The days whose daily SAIDI set T_MED: stored history before the period, or the period."""
+
+    source: str  # "history" or "period"
+    first: date
+    last: date
+    history_days: int  # stored history before the period, capped at the years asked for
+
+    @property
+    def days(self) -> int:
+        return (self.last - self.first).days + 1
 
 
 @dataclass(frozen=True)
@@ -315,6 +331,39 @@ def med_threshold(
         days_used=int(positive.size),
         ddof=ddof,
     )
+
+
+def years_before(day: date, years: int) -> date:
+    """The same calendar day ``years`` earlier; 29 February falls back to the 28th."""
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:
+        return day.replace(year=day.year - years, day=28)
+
+
+def med_sample(
+    day_from: date,
+    day_to: date,
+    first_data_day: date | None,
+    *,
+    min_history_days: int,
+    history_years: int,
+) -> MedSample:
+    """Which days set T_MED for the period [day_from, day_to] (§3.3).
+
+    IEEE 1366 takes the daily SAIDI of the five years before the period. History starts at
+    ``first_data_day`` (the fleet's first roll-up; None: none before the period) and is
+    capped at ``history_years``. With at least ``min_history_days`` of it, those days are the
+    sample; with fewer, a threshold from them would be noise, so the period itself is used,
+    as the best available and clearly weaker estimate.
+    """
+    earliest = years_before(day_from, history_years)
+    if first_data_day is not None:
+        earliest = max(earliest, first_data_day)
+    history_days = max(0, (day_from - earliest).days) if first_data_day is not None else 0
+    if history_days > 0 and history_days >= min_history_days:
+        return MedSample("history", earliest, day_from - timedelta(days=1), history_days)
+    return MedSample("period", day_from, day_to, history_days)
 
 
 def major_event_days(daily_saidi: pd.Series, t_med_min: float) -> list[date]:

@@ -56,6 +56,13 @@ class MonitoredPeriod:
         }
 
 
+def rows_in(df: Any, period: MonitoredPeriod) -> Any:
+    """The daily roll-up rows (a DataFrame with ``time`` in UTC ms) inside the period."""
+    if df.empty or "time" not in df:
+        return df
+    return df[(df["time"] >= period.start_ms) & (df["time"] < period.end_ms)]
+
+
 def monitored_period(
     commissioned: date | None,
     commissioned_from: str | None,
@@ -130,4 +137,5 @@ __all__ = [
     "first_data_days",
     "commissioning",
     "site_periods",
+    "rows_in",
 ]

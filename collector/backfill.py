@@ -10,6 +10,10 @@ meter is registered, say). The file is read in chunks: memory stays bounded.
 A row's "received" time in the dead-letter store is the file's modification time, so
 importing the same file twice adds no second copy of its dead letters (and the points,
 same series and time, overwrite themselves). Exact duplicate bad rows share one record.
+
+Like the collector, the import marks every (site, local day) it stored readings for as
+dirty, after each batch InfluxDB accepted, so the worker's next incremental pass
+recomputes those days (an import stopped half-way has marked what it stored).
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ from collector.contract import (
     MeterInfo,
     Rejected,
     parse_topic,
+    parse_ts,
     reading_line,
 )
 from collector.deadletter import DeadLetters
-from collector.service import meter_infos
+from collector.service import BUCKET_MS, local_days, meter_infos
 from core.errors import PqmonError, StoreRejected
 from core.registry import Registry
 from core.settings import Settings
@@ -143,17 +148,22 @@ def _chunks(fh: IO[bytes], chunk_rows: int, path: Path) -> Iterator[pd.DataFrame
 
 
 class _Writer:
-    """Points to InfluxDB in batches of ``batch_size``; a refused batch is retried point by point."""
+    """Points to InfluxDB in batches of ``batch_size``; a refused batch is retried point by point.
 
-    def __init__(self, store: InfluxStore, batch_size: int) -> None:
+    What InfluxDB took is marked dirty at once, per (site, local day), as the collector does.
+    """
+
+    def __init__(self, store: InfluxStore, registry: Registry, tz: str, batch_size: int) -> None:
         self.store = store
+        self.registry = registry
+        self.tz = tz
         self.batch_size = batch_size
-        self.pending: list[str] = []
+        self.pending: list[tuple[str, str, int]] = []  # (point, site, UTC ms)
         self.stored = 0
         self.refused: list[tuple[str, bytes, str, str, int]] = []
 
-    def add(self, point: str) -> None:
-        self.pending.append(point)
+    def add(self, point: str, site: str, ts_ms: int) -> None:
+        self.pending.append((point, site, ts_ms))
         if len(self.pending) >= self.batch_size:
             self.flush()
 
@@ -162,19 +172,24 @@ class _Writer:
         if not batch:
             return
         try:
-            self.store.write(batch)
-            self.stored += len(batch)
+            self.store.write(point for point, _, _ in batch)
+            self._stored(batch)
             return
         except StoreRejected as exc:
             log.warning("InfluxDB refused a batch of %d (%s); writing point by point", len(batch), exc)
-        for point in batch:
+        for item in batch:
             try:
-                self.store.write([point])
-                self.stored += 1
+                self.store.write([item[0]])
+                self._stored([item])
             except StoreRejected as why:  # same record shape as the collector's
                 self.refused.append(
-                    ("store", point.encode(), "store_rejected", str(why)[:300], int(time.time() * 1000))
+                    ("store", item[0].encode(), "store_rejected", str(why)[:300], int(time.time() * 1000))
                 )
+
+    def _stored(self, items: list[tuple[str, str, int]]) -> None:
+        self.stored += len(items)
+        touched = {(site, ts_ms // BUCKET_MS) for _, site, ts_ms in items}
+        self.registry.mark_dirty(local_days(touched, self.tz))
 
 
 def _check_header(fh: IO[bytes], path: Path) -> list[str]:
@@ -235,7 +250,7 @@ def import_readings(
     try:
         meters = meter_infos(registry)
         store.ensure_database()
-        writer = _Writer(store, settings.batch_size)
+        writer = _Writer(store, registry, settings.tz, settings.batch_size)
         with open(path, "rb") as fh:
             fields = _check_header(fh, path)
             for chunk in _chunks(fh, chunk_rows, path):
@@ -266,7 +281,7 @@ def import_readings(
                             )
                         )
                     else:
-                        writer.add(point)
+                        writer.add(point, site, parse_ts(reading["ts"]))
                 rows += len(chunk)
                 letters.add_many(dead)
                 bar.update(fh.tell())

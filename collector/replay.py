@@ -2,7 +2,8 @@
 
 A message rejected because its meter was unknown goes through once the meter is
 registered. What passes is written to InfluxDB and removed from the dead-letter store;
-what still fails stays, with its new reason counted.
+what still fails stays, with its new reason counted. Like the collector, the replay marks
+the (site, local day) pairs it stored as dirty, so the worker's next pass takes them in.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 from collector.contract import Rejected, decode
 from collector.deadletter import DeadLetters
-from collector.service import meter_infos
+from collector.service import BUCKET_MS, local_days, meter_infos
 from core.registry import Registry
 from core.settings import Settings
 from core.store import InfluxStore
@@ -34,6 +35,7 @@ def replay(settings: Settings, reason: str | None = None, site: str | None = Non
     oldest = now_ms - settings.retention_days * 86_400_000
     passed: list[int] = []
     lines: list[str] = []
+    touched: set[tuple[str, int]] = set()
     still = 0
     try:
         for rec in letters.records(reason, site):
@@ -49,11 +51,13 @@ def replay(settings: Settings, reason: str | None = None, site: str | None = Non
                 still += 1
                 continue
             lines.extend(decoded.lines)
+            touched.update((decoded.site, ts // BUCKET_MS) for ts in decoded.times)
             passed.append(rec["id"])
         if lines:
             store.ensure_database()
             for i in range(0, len(lines), settings.batch_size):
                 store.write(lines[i : i + settings.batch_size])
+            registry.mark_dirty(local_days(touched, settings.tz))
         letters.remove(passed)
     finally:
         store.close()

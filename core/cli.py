@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import getpass
-import io
 import json
 import logging
 import os
@@ -15,7 +13,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
-from typing import Any
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from core.errors import PqmonError
@@ -80,9 +78,26 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             f"{result.days} site-days, "
             f"wrote {result.points} points in {result.seconds:.1f}s"
         )
+        if result.days == 0:
+            print(_nothing_to_do(settings, store.database_missing, result.full))
         return 0
     run_forever(settings, _stop_event())
     return 0
+
+
+def _nothing_to_do(settings: Settings, database_missing: bool, full: bool) -> str:
+    """Why a pass analysed nothing, and what would give it something to do."""
+    if database_missing:
+        return (
+            f"nothing to do: InfluxDB has no database {settings.influx_db!r} yet; the collector creates "
+            "it when the first readings arrive (check PQMON_INFLUX_DB if data was expected)"
+        )
+    if full:
+        return (
+            f"nothing to do: no readings or events in the last {settings.lookback_days} days "
+            "(PQMON_LOOKBACK_DAYS) of any registered site"
+        )
+    return "nothing to do: no site-day changed since the previous pass"
 
 
 def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
@@ -146,28 +161,59 @@ def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     from analysis.fleet_report import fleet_report
     from analysis.report import site_report
+    from core import report_csv
     from core.registry import Registry
 
     if bool(args.fleet) == bool(args.site):
         raise PqmonError("name one SITE, or --fleet for every key account")
+    output = Path(args.output) if args.output else None
+    if output is not None and not output.parent.is_dir():
+        raise PqmonError(f"--output {output}: no directory {output.parent}; create it first")
     store = _store(settings)
     registry = Registry(settings.registry_url)
     try:
         if args.fleet:
             report = fleet_report(
-                store, registry, args.date_from, args.date_to, settings.tz, short_s=settings.short_outage_s
+                store,
+                registry,
+                args.date_from,
+                args.date_to,
+                settings.tz,
+                short_s=settings.short_outage_s,
+                last_mile_target_vqr_pct=settings.last_mile_target_vqr_pct,
+                celid_single_h=settings.celid_single_h,
+                celid_total_h=settings.celid_total_h,
+                med_min_history_days=settings.med_min_history_days,
+                med_history_years=settings.med_history_years,
+                med_ddof=settings.med_ddof,
             )
         else:
-            report = site_report(store, registry, args.site, args.date_from, args.date_to, settings.tz)
+            report = site_report(
+                store,
+                registry,
+                args.site,
+                args.date_from,
+                args.date_to,
+                settings.tz,
+                en50160_min_coverage_pct=settings.en50160_min_coverage_pct,
+            )
     finally:
         store.close()
         registry.close()
     if args.format == "json":
-        print(json.dumps(report, ensure_ascii=False, indent=2))
-    elif args.fleet:
-        print(_sites_csv(report["sites"]), end="")
+        text = json.dumps(report, ensure_ascii=False, indent=2) + "\n"
+        if output is None:
+            print(text, end="")
+        else:
+            output.write_text(text, encoding="utf-8")
+            print(f"wrote {output}", file=sys.stderr)
+        return 0
+    tables = report_csv.fleet_tables(report) if args.fleet else report_csv.site_tables(report)
+    if output is None:
+        print(tables[report_csv.MAIN], end="")  # the main table; -o writes the others beside it
     else:
-        print(_report_csv(report), end="")
+        written = report_csv.write_tables(output, tables)
+        print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     return 0
 
 
@@ -175,32 +221,6 @@ def _store(settings: Settings):  # type: ignore[no-untyped-def]
     from core.store import InfluxStore
 
     return InfluxStore.from_settings(settings)
-
-
-def _sites_csv(rows: list[dict[str, Any]]) -> str:
-    out = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return out.getvalue()
-
-
-def _report_csv(report: dict[str, Any]) -> str:
-    """A flat key,value listing: what a spreadsheet user wants to paste."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["figure", "value"])
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}.{k}" if prefix else k, v)
-        else:
-            writer.writerow([prefix, "" if value is None else value])
-
-    walk("", report)
-    return out.getvalue()
 
 
 def _epoch_ms(day: date | None) -> int | None:
@@ -234,8 +254,6 @@ def cmd_deadletter_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_broker_credentials(args: argparse.Namespace, settings: Settings) -> int:
-    from pathlib import Path
-
     from collector.broker import write_credentials
     from core.registry import Registry
 
@@ -338,6 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="date_from", type=_day, required=True)
     p.add_argument("--to", dest="date_to", type=_day, required=True, help="inclusive")
     p.add_argument("--format", choices=["json", "csv"], default="json")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write to FILE instead of stdout; with csv also FILE's sibling tables (README, Reports)",
+    )
     p.set_defaults(func=cmd_report)
 
     pl = sub.add_parser("planned", help="planned outages").add_subparsers(dest="sub", required=True)

@@ -63,6 +63,27 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("PQMON_LOOKBACK_DAYS", "90", "worker: how far back late data is taken into account"),
     ("PQMON_OUTAGE_AS_UNDER", "false", "count outage minutes as under-limit instead of excluding them"),
     ("PQMON_SHORT_OUTAGE_S", "180", "short interruption threshold (180 s DL/T 836, 300 s IEEE 1366)"),
+    (
+        "PQMON_LAST_MILE_TARGET_VQR_PCT",
+        "99",
+        "fleet report: an account is on the last-mile list when its feeder's VQR is at or above this"
+        " and its own is below it",
+    ),
+    ("PQMON_CELID_SINGLE_H", "3", "fleet report: CELID-s counts accounts with one interruption this long"),
+    ("PQMON_CELID_TOTAL_H", "8", "fleet report: CELID-t counts accounts interrupted this long in total"),
+    (
+        "PQMON_MED_MIN_HISTORY_DAYS",
+        "365",
+        "fleet report: days of stored history before the period needed to set T_MED from history"
+        " (fewer: from the period itself)",
+    ),
+    ("PQMON_MED_HISTORY_YEARS", "5", "fleet report: at most this many years of history set T_MED"),
+    ("PQMON_MED_DDOF", "1", "fleet report: T_MED's standard deviation, 1 sample or 0 population"),
+    (
+        "PQMON_EN50160_MIN_COVERAGE_PCT",
+        "80",
+        "report: an EN 50160 week with fewer valid 10-minute values than this share is insufficient_data",
+    ),
 )
 
 
@@ -103,6 +124,13 @@ class Settings:
     lookback_days: int
     outage_as_under: bool
     short_outage_s: float
+    last_mile_target_vqr_pct: float
+    celid_single_h: float
+    celid_total_h: float
+    med_min_history_days: int
+    med_history_years: int
+    med_ddof: int
+    en50160_min_coverage_pct: float
     extra: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -145,6 +173,20 @@ def _number(name: str, raw: str, kind: type[int] | type[float]) -> int | float:
     if value <= 0:
         raise ConfigError(f"{name} must be positive, got {raw!r}")
     return value
+
+
+def _percent(name: str, raw: str) -> float:
+    value = float(_number(name, raw, float))
+    if value > 100:
+        raise ConfigError(f"{name} is a percentage: more than 0 and at most 100, got {raw!r}")
+    return value
+
+
+def _ddof(name: str, raw: str) -> int:
+    """Delta degrees of freedom of a standard deviation: only the sample (1) and population (0) make sense."""
+    if raw.strip() not in ("0", "1"):
+        raise ConfigError(f"{name} must be 1 (sample standard deviation) or 0 (population), got {raw!r}")
+    return int(raw)
 
 
 def _port(name: str, raw: str) -> int:
@@ -205,6 +247,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         lookback_days=int(_number("PQMON_LOOKBACK_DAYS", merged["PQMON_LOOKBACK_DAYS"], int)),
         outage_as_under=_flag("PQMON_OUTAGE_AS_UNDER", merged["PQMON_OUTAGE_AS_UNDER"]),
         short_outage_s=float(_number("PQMON_SHORT_OUTAGE_S", merged["PQMON_SHORT_OUTAGE_S"], float)),
+        last_mile_target_vqr_pct=_percent(
+            "PQMON_LAST_MILE_TARGET_VQR_PCT", merged["PQMON_LAST_MILE_TARGET_VQR_PCT"]
+        ),
+        celid_single_h=float(_number("PQMON_CELID_SINGLE_H", merged["PQMON_CELID_SINGLE_H"], float)),
+        celid_total_h=float(_number("PQMON_CELID_TOTAL_H", merged["PQMON_CELID_TOTAL_H"], float)),
+        med_min_history_days=int(
+            _number("PQMON_MED_MIN_HISTORY_DAYS", merged["PQMON_MED_MIN_HISTORY_DAYS"], int)
+        ),
+        med_history_years=int(_number("PQMON_MED_HISTORY_YEARS", merged["PQMON_MED_HISTORY_YEARS"], int)),
+        med_ddof=_ddof("PQMON_MED_DDOF", merged["PQMON_MED_DDOF"]),
+        en50160_min_coverage_pct=_percent(
+            "PQMON_EN50160_MIN_COVERAGE_PCT", merged["PQMON_EN50160_MIN_COVERAGE_PCT"]
+        ),
     )
     _check(settings)
     return settings
@@ -224,6 +279,11 @@ def _check(s: Settings) -> None:
         )
     if bool(s.influx_user) != bool(s.influx_password):
         raise ConfigError("PQMON_INFLUX_USER and PQMON_INFLUX_PASSWORD must be set together")
+    if s.med_min_history_days > s.med_history_years * 366:
+        raise ConfigError(
+            f"PQMON_MED_MIN_HISTORY_DAYS={s.med_min_history_days} can never be met with"
+            f" PQMON_MED_HISTORY_YEARS={s.med_history_years}; lower the first or raise the second"
+        )
     if not urlsplit(s.influx_url).scheme.startswith("http"):
         raise ConfigError(f"PQMON_INFLUX_URL must be an http(s) URL, got {s.influx_url!r}")
 

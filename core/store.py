@@ -4,6 +4,11 @@
 2.x and 3.x serve it through their v1 endpoints (DBRP mapping, ``Authorization: Token``).
 Two error kinds leave this module: StoreUnavailable (retry later) and StoreRejected
 (the request itself is wrong; retrying will not help).
+
+A database that does not exist yet reads as empty: on a fresh InfluxDB 1.x nothing has
+been stored, which is what an empty answer says. Creating it here instead would hide a
+mistyped ``PQMON_INFLUX_DB`` behind a new empty database (and 2.x/3.x refuse to create
+one); the collector and the importers create it when they first write.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class InfluxStore:
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
+        self.database_missing = False  # set when InfluxDB said the database does not exist
         # Compressing for a server on this machine costs CPU and saves nothing.
         self.gzip = urlsplit(self.url).hostname not in ("127.0.0.1", "localhost", "::1")
         self._auth_params: dict[str, str] = {}
@@ -134,11 +140,27 @@ class InfluxStore:
     def query_raw(self, q: str) -> list[dict[str, Any]]:
         resp = self._request("POST", "/query", params={"db": self.db, "epoch": "ms"}, data={"q": q})
         payload = resp.json()
-        results = payload.get("results", [])
-        for result in results:
+        results = []
+        for result in payload.get("results", []):
             if "error" in result:
+                if self._no_database(str(result["error"])):
+                    continue
                 raise StoreRejected(f"InfluxQL error: {result['error']} in query {q[:200]!r}")
+            results.append(result)
         return results
+
+    def _no_database(self, error: str) -> bool:
+        """True for InfluxDB 1.x's "database not found" (its answer is then empty); warns once."""
+        if not error.startswith("database not found"):
+            return False
+        if not self.database_missing:
+            log.warning(
+                "InfluxDB has no database %r yet; reading it as empty. The collector creates it "
+                "with the first data; if data was expected, check PQMON_INFLUX_DB.",
+                self.db,
+            )
+        self.database_missing = True
+        return True
 
     def query_csv(self, q: str) -> pd.DataFrame:
         """Run one InfluxQL SELECT and parse InfluxDB's CSV answer: far cheaper than JSON for
@@ -154,6 +176,8 @@ class InfluxStore:
             return pd.DataFrame()
         df = pd.read_csv(io.BytesIO(resp.content))
         if "error" in df.columns:
+            if self._no_database(str(df["error"].iloc[0])):
+                return pd.DataFrame()
             raise StoreRejected(f"InfluxQL error: {df['error'].iloc[0]} in query {q[:200]!r}")
         return df
 

@@ -183,7 +183,15 @@ def update_account(start: object, end: object, site_id: object) -> tuple[Any, An
     tz = ctx.settings.tz
     try:
         site: Site = ctx.registry.site(str(site_id))
-        report = site_report(ctx.store, ctx.registry, site.id, day_from, day_to, tz)
+        report = site_report(
+            ctx.store,
+            ctx.registry,
+            site.id,
+            day_from,
+            day_to,
+            tz,
+            en50160_min_coverage_pct=ctx.settings.en50160_min_coverage_pct,
+        )
         start_ms, end_ms = day_range_ms(day_from, day_to, tz)
         bucket = bucket_for((day_to - day_from).days + 1)
         frames = query_trend(ctx.store, site.id, start_ms, end_ms, bucket)

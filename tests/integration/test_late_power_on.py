@@ -173,7 +173,9 @@ def test_a_late_power_on_with_another_outage_in_between(pqmon_env: dict[str, str
     for name in settled:
         pd.testing.assert_frame_equal(settled[name], recomputed[name], check_exact=False, rtol=1e-12)
     rel = recomputed["rel_daily"]
-    by_day = dict(zip(rel[rel["site"] == "A001"]["time"], rel[rel["site"] == "A001"]["outage_s"], strict=True))
+    by_day = dict(
+        zip(rel[rel["site"] == "A001"]["time"], rel[rel["site"] == "A001"]["outage_s"], strict=True)
+    )
     assert by_day[day_start_ms(d1, TZ)] == 30 * 60
     assert by_day[day_start_ms(d2, TZ)] == 136.5 * 60
     assert all(by_day[day_start_ms(d, TZ)] == 0 for d in days[3:5])  # no week-long false outage
@@ -201,4 +203,3 @@ def test_a_late_power_on_with_another_outage_in_between(pqmon_env: dict[str, str
     assert a004["missing_min"] == 5 * 1440 and a004["coverage_pct"] == 0.0
     assert a004["rs1_pct"] is None and a004["vqr_pct"] is None
     store.close()
-

@@ -54,3 +54,42 @@ def test_every_setting_is_documented_in_the_readme():
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     missing = [name for name, _, _ in SETTINGS if f"`{name}`" not in readme]
     assert not missing, f"document these settings in README.md: {missing}"
+
+
+def test_report_thresholds_default_to_the_standards_choices():
+    s = load_settings({})
+    assert (s.last_mile_target_vqr_pct, s.celid_single_h, s.celid_total_h) == (99.0, 3.0, 8.0)
+    assert (s.med_min_history_days, s.med_history_years, s.med_ddof) == (365, 5, 1)
+    assert s.en50160_min_coverage_pct == 80.0
+
+
+def test_report_thresholds_from_the_environment():
+    s = load_settings(
+        {
+            "PQMON_LAST_MILE_TARGET_VQR_PCT": "98.5",
+            "PQMON_CELID_SINGLE_H": "4",
+            "PQMON_CELID_TOTAL_H": "12",
+            "PQMON_MED_MIN_HISTORY_DAYS": "700",
+            "PQMON_MED_HISTORY_YEARS": "3",
+            "PQMON_MED_DDOF": "0",
+            "PQMON_EN50160_MIN_COVERAGE_PCT": "90",
+        }
+    )
+    assert (s.last_mile_target_vqr_pct, s.celid_single_h, s.celid_total_h) == (98.5, 4.0, 12.0)
+    assert (s.med_min_history_days, s.med_history_years, s.med_ddof) == (700, 3, 0)
+    assert s.en50160_min_coverage_pct == 90.0
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"PQMON_LAST_MILE_TARGET_VQR_PCT": "101"}, "PQMON_LAST_MILE_TARGET_VQR_PCT"),
+        ({"PQMON_EN50160_MIN_COVERAGE_PCT": "0"}, "PQMON_EN50160_MIN_COVERAGE_PCT"),
+        ({"PQMON_MED_DDOF": "2"}, "PQMON_MED_DDOF"),
+        ({"PQMON_CELID_SINGLE_H": "-3"}, "PQMON_CELID_SINGLE_H"),
+        ({"PQMON_MED_HISTORY_YEARS": "1", "PQMON_MED_MIN_HISTORY_DAYS": "400"}, "PQMON_MED_MIN_HISTORY_DAYS"),
+    ],
+)
+def test_bad_report_thresholds_name_the_variable(env, name):
+    with pytest.raises(ConfigError, match=name):
+        load_settings(env)
