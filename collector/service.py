@@ -43,6 +43,7 @@ ROWS_PER_FETCH = 200
 LINGER_S = 0.05
 SPOOL_GATHER_S = 0.005
 BUCKET_MS = 900_000  # every UTC offset in use is a multiple of 15 minutes
+LONGEST_SPAN_MS = 3_600_000  # the longest averaging window whose reach into the next day counts
 STORE_DOWN = "InfluxDB is unavailable (%s); %d messages wait in the spool. Check PQMON_INFLUX_URL."
 STORE_BACK = "InfluxDB is back after %.0fs; caught up"
 SPOOL_FULL = (
@@ -63,12 +64,19 @@ class Pass:
 
 
 def local_days(site_buckets: set[tuple[str, int]], tz: str) -> set[tuple[str, date]]:
-    """(site, UTC quarter-hour number) pairs to (site, local day) pairs."""
+    """(site, UTC quarter-hour number) pairs to the (site, local day) pairs they change.
+
+    A reading stands for its whole averaging window, so one that begins in the last hour
+    of a day (a 15- or 60-minute value at 23:30) changes the next day too; the worker reads
+    that far back (``READING_LOOKBEHIND_MS``) for the same reason.
+    """
     zone = ZoneInfo(tz)
-    return {
-        (site, datetime.fromtimestamp(bucket * BUCKET_MS / 1000, zone).date())
-        for site, bucket in site_buckets
-    }
+    out = set()
+    for site, bucket in site_buckets:
+        out.add((site, datetime.fromtimestamp(bucket * BUCKET_MS / 1000, zone).date()))
+        reach_ms = (bucket + 1) * BUCKET_MS + LONGEST_SPAN_MS - 1
+        out.add((site, datetime.fromtimestamp(reach_ms / 1000, zone).date()))
+    return out
 
 
 def meter_infos(registry: Registry) -> dict[tuple[str, str], MeterInfo]:
