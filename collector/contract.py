@@ -77,6 +77,7 @@ class Decoded:
     rejected: list[tuple[Rejected, Any]] = field(default_factory=list)  # (why, offending element)
     unknown_fields: int = 0
     status: str | None = None
+    event: tuple[str, str] | None = None  # (type, event_id) of an event message, for the alerts
 
 
 def parse_topic(topic: str) -> tuple[str, str, str]:
@@ -313,6 +314,7 @@ def decode(
         text = event_line(body, site, meter, now_ms, oldest_ms)[0]
         out.lines.append(text)
         out.times.append(int(text[text.rindex(" ") + 1 :]))
+        out.event = (str(body["type"]), str(body["event_id"]))
         return out
     items = body if isinstance(body, list) else [body]
     if not isinstance(body, (list, dict)):

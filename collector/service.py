@@ -25,6 +25,8 @@ from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
 
+from analysis.alerts.config import alert_policy, load_routes
+from analysis.alerts.engine import AlertEngine, PowerEvent
 from collector.contract import MeterInfo, Rejected, decode
 from collector.deadletter import DeadLetters
 from collector.metrics import MetricsServer
@@ -42,6 +44,7 @@ MESSAGES_PER_PASS = 20_000
 ROWS_PER_FETCH = 200
 LINGER_S = 0.05
 SPOOL_GATHER_S = 0.005
+POWER_TYPES = ("power_off", "power_on")
 BUCKET_MS = 900_000  # every UTC offset in use is a multiple of 15 minutes
 LONGEST_SPAN_MS = 3_600_000  # the longest averaging window whose reach into the next day counts
 STORE_DOWN = "InfluxDB is unavailable (%s); %d messages wait in the spool. Check PQMON_INFLUX_URL."
@@ -61,6 +64,7 @@ class Pass:
     lines: list[str] = field(default_factory=list)
     dead: list[tuple[Any, ...]] = field(default_factory=list)
     touched: set[tuple[str, int]] = field(default_factory=set)
+    power: list[PowerEvent] = field(default_factory=list)  # for the alert engine's fast path
 
 
 def local_days(site_buckets: set[tuple[str, int]], tz: str) -> set[tuple[str, date]]:
@@ -92,6 +96,7 @@ class Collector:
         self.settings = settings
         self.store = store or InfluxStore.from_settings(settings)
         self.registry = Registry(settings.registry_url)
+        self.alerts = AlertEngine(self.registry, load_routes(settings), alert_policy(settings))
         self.deadletters = DeadLetters(settings.data_dir / "deadletter.db")
         self.spool = Spool(
             settings.data_dir / "spool" / f"{settings.mqtt_client_id}.db", fsync=settings.spool_fsync
@@ -226,6 +231,7 @@ class Collector:
         dead: list[tuple[Any, ...]],
         touched: set[tuple[str, int]] | None = None,
         key: str | None = None,
+        power: list[PowerEvent] | None = None,
     ) -> list[str]:
         """Points of one message; its rejects are appended to ``dead``."""
         oldest = now_ms - self.settings.retention_days * 86_400_000
@@ -263,6 +269,9 @@ class Collector:
             self.counts[f"status_{decoded.status}"] += 1
         if touched is not None:  # quarter hours are few; their local days are found later
             touched.update((decoded.site, ts // BUCKET_MS) for ts in decoded.times)
+        if power is not None and decoded.event is not None and decoded.event[0] in POWER_TYPES:
+            kind, event_id = decoded.event
+            power.append(PowerEvent(decoded.site, decoded.meter, kind, decoded.times[0], event_id))
         return decoded.lines
 
     def _store(self, lines: list[str]) -> bool:
@@ -322,7 +331,9 @@ class Collector:
             for spool_id, topic, payload, received_ms in rows:
                 key = f"{self.settings.mqtt_client_id}:{spool_id}"
                 done.lines.extend(
-                    self.decode_one(topic, bytes(payload), received_ms, now_ms, done.dead, done.touched, key)
+                    self.decode_one(
+                        topic, bytes(payload), received_ms, now_ms, done.dead, done.touched, key, done.power
+                    )
                 )
             done.last_id = rows[-1][0]
             done.messages += len(rows)
@@ -335,8 +346,27 @@ class Collector:
         self.deadletters.add_many(done.dead)  # type: ignore[arg-type]
         # Late data changes figures: the worker recomputes the days it touched.
         self.registry.mark_dirty(local_days(done.touched, self.settings.tz))
+        if done.power and not self._alert(done.power):
+            return False
         self.spool.remove_through(done.last_id)
         return True
+
+    def _alert(self, power: list[PowerEvent]) -> bool:
+        """Hand stored power events to the alert engine before the spool lets them go, so a
+        crash in between replays them (the engine takes a replayed record as the same one).
+        Retries while the registry is unavailable; False only when stopping."""
+        delay = 0.2
+        while True:
+            try:
+                self.alerts.on_events(power)
+                return True
+            except Exception:
+                log.exception(
+                    "alert engine failed on %d power event(s); retrying in %.1fs", len(power), delay
+                )
+            if self._stop_now.wait(delay):
+                return False
+            delay = min(delay * 2, 10.0)
 
     def drain_once(self) -> int:
         """Decode and store one pass in this thread; returns how many messages it moved."""

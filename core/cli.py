@@ -298,6 +298,60 @@ def cmd_planned_add(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _alert_engine(settings: Settings):  # type: ignore[no-untyped-def]
+    from analysis.alerts.config import load
+    from analysis.alerts.engine import AlertEngine
+    from core.registry import Registry
+
+    config = load(settings)
+    return AlertEngine(Registry(settings.registry_url), config.routes, config.policy)
+
+
+def cmd_alerts_run(args: argparse.Namespace, settings: Settings) -> int:
+    from analysis.alerts.dispatch import run_forever
+
+    run_forever(settings, _stop_event())
+    return 0
+
+
+def cmd_alerts_list(args: argparse.Namespace, settings: Settings) -> int:
+    incidents = _alert_engine(settings).open_incidents()
+    if args.json:
+        print(json.dumps(incidents, ensure_ascii=False, indent=2))
+        return 0
+    if not incidents:
+        print("no open incidents")
+    for inc in incidents:
+        open_sites = [x["site"] for x in inc["sites"] if x["state"] != "resolved"]
+        ack = f" acknowledged by {inc['acked_by']}" if inc["acked_by"] else ""
+        print(
+            f"#{inc['incident']} {inc['rule']} {inc['group']} {inc['state']}{ack}: "
+            f"{len(inc['sites'])} site(s), still off: {', '.join(open_sites) or '-'}"
+        )
+    return 0
+
+
+def cmd_alerts_ack(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.comment.strip():
+        raise PqmonError("say what is being done: --comment TEXT")
+    _alert_engine(settings).acknowledge(args.incident, args.by, args.comment)
+    print(f"incident {args.incident} acknowledged by {args.by}; reminders and escalation stopped")
+    return 0
+
+
+def cmd_alerts_silence(args: argparse.Namespace, settings: Settings) -> int:
+    if bool(args.storm) == bool(args.site or args.feeder) or (args.site and args.feeder):
+        raise PqmonError("name exactly one of --storm, --site SITE, --feeder FEEDER")
+    until = _local_time(args.until, settings.tz)
+    until_ms = int(until.replace(tzinfo=UTC).timestamp() * 1000)
+    scope, target = (
+        ("storm", "") if args.storm else ("site", args.site) if args.site else ("feeder", args.feeder)
+    )
+    row = _alert_engine(settings).quiet(scope, target, until_ms, args.reason, args.by)
+    print(f"quiet mode {row}: {scope} {target} until {until:%Y-%m-%d %H:%M}Z; resolve notices still go out")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pqmon", description="key-account supply-quality monitoring")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -373,6 +427,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="end", required=True, help="end")
     p.add_argument("--note")
     p.set_defaults(func=cmd_planned_add)
+
+    al = sub.add_parser("alerts", help="alerts and incidents").add_subparsers(dest="sub", required=True)
+    p = al.add_parser("run", help="the alert service: deliver notifications, re-notify, escalate")
+    p.set_defaults(func=cmd_alerts_run)
+    p = al.add_parser("list", help="open incidents, newest first")
+    p.add_argument("--json", action="store_true", help="as JSON, with every affected site")
+    p.set_defaults(func=cmd_alerts_list)
+    p = al.add_parser("ack", help="acknowledge an incident: stops reminders and escalation")
+    p.add_argument("incident", type=int)
+    p.add_argument("--by", required=True, help="who takes it")
+    p.add_argument("--comment", required=True, help="what is being done")
+    p.set_defaults(func=cmd_alerts_ack)
+    p = al.add_parser("silence", help="maintenance (--site/--feeder) or storm mode (--storm) until a time")
+    p.add_argument("--storm", action="store_true", help="hold every page (resolve notices still go out)")
+    p.add_argument("--site")
+    p.add_argument("--feeder")
+    p.add_argument("--until", required=True, help="end, e.g. 2026-11-22T18:00 (local) or with offset")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--by", required=True)
+    p.set_defaults(func=cmd_alerts_silence)
 
     br = sub.add_parser("broker", help="MQTT broker security").add_subparsers(dest="sub", required=True)
     p = br.add_parser("credentials", help="per-meter passwords and an ACL for Mosquitto, from the registry")

@@ -179,6 +179,8 @@ class Registry:
         self.engine = create_engine(url)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        import analysis.alerts.state  # noqa: F401  (its tables live in this database too)
+
         Base.metadata.create_all(self.engine)
         _add_missing_columns(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)

@@ -64,6 +64,11 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("PQMON_OUTAGE_AS_UNDER", "false", "count outage minutes as under-limit instead of excluding them"),
     ("PQMON_SHORT_OUTAGE_S", "180", "short interruption threshold (180 s DL/T 836, 300 s IEEE 1366)"),
     (
+        "PQMON_ALERTS_FILE",
+        "",
+        "alerts: TOML file of notification channels and alert policy (empty: alerts are recorded, not sent)",
+    ),
+    (
         "PQMON_LAST_MILE_TARGET_VQR_PCT",
         "99",
         "fleet report: an account is on the last-mile list when its feeder's VQR is at or above this"
@@ -124,6 +129,7 @@ class Settings:
     lookback_days: int
     outage_as_under: bool
     short_outage_s: float
+    alerts_file: str
     last_mile_target_vqr_pct: float
     celid_single_h: float
     celid_total_h: float
@@ -247,6 +253,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         lookback_days=int(_number("PQMON_LOOKBACK_DAYS", merged["PQMON_LOOKBACK_DAYS"], int)),
         outage_as_under=_flag("PQMON_OUTAGE_AS_UNDER", merged["PQMON_OUTAGE_AS_UNDER"]),
         short_outage_s=float(_number("PQMON_SHORT_OUTAGE_S", merged["PQMON_SHORT_OUTAGE_S"], float)),
+        alerts_file=merged["PQMON_ALERTS_FILE"],
         last_mile_target_vqr_pct=_percent(
             "PQMON_LAST_MILE_TARGET_VQR_PCT", merged["PQMON_LAST_MILE_TARGET_VQR_PCT"]
         ),

@@ -1,0 +1,96 @@
+"""Alert configuration: the channels and the policy, from the TOML file named by
+``PQMON_ALERTS_FILE``. Read and checked at start-up, so a channel that cannot work stops the
+service with a message naming the field, rather than failing at 3 a.m. when it is needed.
+
+```toml
+[policy]
+incident_window_s = 60     # outages of one feeder starting this close are one incident
+group_interval_s = 30      # at most one update of an incident this often
+renotify_min = 30          # unacknowledged: remind this often
+escalate_after_min = 15    # unacknowledged this long: page the escalation group once
+
+[channels.ops-webhook]
+type = "webhook"           # webhook, dingtalk, wecom, email, mqtt
+url = "https://ops.example/hooks/pqmon"
+group = "ops"              # ops (every page) or escalation
+```
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from typing import Any
+
+from analysis.alerts.engine import ESCALATION, OPS, AlertPolicy, Routes
+from core.errors import ConfigError
+from core.settings import Settings
+
+GROUPS = (OPS, ESCALATION)
+POLICY_KEYS = {
+    "incident_window_s": ("incident_window_s", 1.0),
+    "group_interval_s": ("group_interval_s", 1.0),
+    "renotify_min": ("renotify_s", 60.0),
+    "escalate_after_min": ("escalate_after_s", 60.0),
+}
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    policy: AlertPolicy
+    routes: Routes
+    channels: dict[str, Any]  # name -> Channel (analysis.alerts.channels)
+
+
+def _read(path: str) -> dict[str, Any]:
+    if not path:
+        return {}
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"PQMON_ALERTS_FILE={path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"PQMON_ALERTS_FILE={path}: not valid TOML ({exc})") from None
+
+
+def parse(raw: dict[str, Any], tz: str, source: str = "PQMON_ALERTS_FILE") -> AlertConfig:
+    from analysis.alerts.channels import channel_from_config
+
+    unknown = set(raw) - {"policy", "channels"}
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown section(s) {', '.join(sorted(unknown))}; expected policy, channels"
+        )
+    values: dict[str, float] = {}
+    for key, value in (raw.get("policy") or {}).items():
+        if key not in POLICY_KEYS:
+            raise ConfigError(f"{source}: [policy] {key} is not a setting; expected {', '.join(POLICY_KEYS)}")
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{source}: [policy] {key} must be a positive number, got {value!r}")
+        name, scale = POLICY_KEYS[key]
+        values[name] = float(value) * scale
+    policy = AlertPolicy(tz=tz, **values)
+    groups: dict[str, list[str]] = {g: [] for g in GROUPS}
+    channels: dict[str, Any] = {}
+    for name, cfg in (raw.get("channels") or {}).items():
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"{source}: [channels.{name}] must be a table")
+        group = cfg.get("group", OPS)
+        if group not in GROUPS:
+            raise ConfigError(f"{source}: [channels.{name}] group must be ops or escalation, got {group!r}")
+        channels[name] = channel_from_config(name, {k: v for k, v in cfg.items() if k != "group"})
+        groups[group].append(name)
+    return AlertConfig(policy, Routes(groups), channels)
+
+
+def load(settings: Settings) -> AlertConfig:
+    return parse(_read(settings.alerts_file), settings.tz)
+
+
+def load_routes(settings: Settings) -> Routes:
+    return load(settings).routes
+
+
+def alert_policy(settings: Settings) -> AlertPolicy:
+    return load(settings).policy

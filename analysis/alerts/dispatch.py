@@ -1,0 +1,169 @@
+"""Delivery from the outbox: claim what is due, send each in its own thread, record the result.
+
+A row is claimed with a conditional UPDATE (pending -> sending), so two dispatchers never send
+the same row; sent rows are marked in the same breath as their delivery-log entry. A
+dispatcher killed between a send and its mark leaves a ``sending`` row that goes back to
+pending after ``claim_timeout_s``: the receiver may then see the notification twice, with the
+same idempotency key (the outbox id), which is the most any sender can promise. A receiver
+that hangs costs only its own thread until its timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import sessionmaker
+
+from analysis.alerts.state import FAILED, PENDING, SENDING, SENT, DeliveryRow, OutboxRow
+from core.registry import Registry
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 12
+BATCH = 50
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        registry: Registry,
+        channels: Mapping[str, Any],
+        clock: Callable[[], float] = time.time,
+        claim_timeout_s: float = 60.0,
+        workers: int = 8,
+    ) -> None:
+        from analysis.alerts.channels import RateLimiter
+
+        self.channels = dict(channels)
+        self.clock = clock
+        self.claim_timeout_ms = int(claim_timeout_s * 1000)
+        self._session = sessionmaker(registry.engine, expire_on_commit=False)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="alert-send")
+        self.limiter = RateLimiter(clock=clock)
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def run_once(self) -> int:
+        """Send what is due now; returns how many rows were attempted."""
+        now = self.now_ms()
+        with self._session.begin() as s:
+            # Claims left behind by a dispatcher that died go back to the queue.
+            s.execute(
+                update(OutboxRow)
+                .where(OutboxRow.state == SENDING, OutboxRow.claimed_ms < now - self.claim_timeout_ms)
+                .values(state=PENDING)
+            )
+        with self._session() as s:
+            due = s.scalars(
+                select(OutboxRow.id)
+                .where(OutboxRow.state == PENDING, OutboxRow.due_ms <= now)
+                .order_by(OutboxRow.due_ms, OutboxRow.id)
+                .limit(BATCH)
+            ).all()
+        claimed = [row_id for row_id in due if self._claim(row_id, now)]
+        if claimed:
+            list(self._pool.map(self._deliver, claimed))
+        return len(claimed)
+
+    def _claim(self, row_id: int, now: int) -> bool:
+        with self._session.begin() as s:
+            done = s.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == row_id, OutboxRow.state == PENDING)
+                .values(state=SENDING, claimed_ms=now)
+            )
+            return bool(getattr(done, "rowcount", 0))
+
+    def _deliver(self, row_id: int) -> None:
+        from analysis.alerts.channels import DeliveryResult, Message, backoff_s
+
+        with self._session() as s:
+            row = s.get(OutboxRow, row_id)
+            if row is None:
+                return
+            message = Message(
+                key=f"pqmon-{row.id}",
+                kind=row.kind,
+                severity=row.severity,
+                site=row.site_id,
+                title=row.title,
+                text=row.body,
+                payload=json.loads(row.payload),
+            )
+            channel_name, attempts = row.channel, row.attempts
+        channel = self.channels.get(channel_name)
+        if channel is None:
+            result = DeliveryResult(False, False, f"channel {channel_name!r} is not configured any more")
+        elif not self.limiter.try_take(channel.recipient):
+            wait_ms = int(max(0.5, self.limiter.wait_s(channel.recipient)) * 1000)
+            self._requeue(row_id, wait_ms, "rate limit: waiting for the receiver's next slot")
+            return
+        else:
+            try:
+                result = channel.send(message)
+            except Exception as exc:  # a sender bug must not lose the row
+                log.exception("channel %s raised", channel_name)
+                result = DeliveryResult(False, True, f"sender error: {exc!r}"[:300])
+        now = self.now_ms()
+        with self._session.begin() as s:
+            s.add(DeliveryRow(outbox_id=row_id, at_ms=now, ok=result.ok, detail=result.detail[:300]))
+            row = s.get(OutboxRow, row_id)
+            if row is None:
+                return
+            row.attempts = attempts + 1
+            row.last_error = None if result.ok else result.detail[:300]
+            if result.ok:
+                row.state, row.sent_ms = SENT, now
+            elif result.retry and row.attempts < MAX_ATTEMPTS:
+                row.state, row.due_ms = PENDING, now + int(backoff_s(row.attempts) * 1000)
+            else:
+                row.state = FAILED
+                log.error("notification %d to %s failed for good: %s", row_id, channel_name, result.detail)
+
+    def _requeue(self, row_id: int, after_ms: int, why: str) -> None:
+        with self._session.begin() as s:
+            s.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == row_id, OutboxRow.state == SENDING)
+                .values(state=PENDING, due_ms=self.now_ms() + after_ms, last_error=why)
+            )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        for channel in self.channels.values():
+            close = getattr(channel, "close", None)
+            if close is not None:
+                close()
+
+
+def run_forever(settings: Any, stop: threading.Event, interval_s: float = 0.2) -> None:
+    """The alert service: deliver the outbox, re-notify and escalate, release quiet modes."""
+    from analysis.alerts.config import load
+    from analysis.alerts.engine import AlertEngine
+
+    config = load(settings)
+    registry = Registry(settings.registry_url)
+    engine = AlertEngine(registry, config.routes, config.policy)
+    dispatcher = Dispatcher(registry, config.channels)
+    log.info("alerts: %d channel(s): %s", len(config.channels), ", ".join(config.channels) or "none")
+    try:
+        while not stop.is_set():
+            try:
+                engine.tick()
+                busy = dispatcher.run_once()
+            except Exception:
+                log.exception("alert pass failed; retrying")
+                busy = 0
+            if not busy:
+                stop.wait(interval_s)
+    finally:
+        dispatcher.close()
+        registry.close()
