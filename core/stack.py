@@ -2,7 +2,7 @@
 
 Its own Mosquitto and InfluxDB processes (data under the data dir, ``./var`` by default),
 the registry filled with the simulated fleet and two demo users, then four child processes
-(collector, worker, dashboard, simulator) wired to those servers through the environment.
+(collector, worker, alerts, dashboard, simulator) wired to those servers through the environment.
 Children run in their own session so that Ctrl-C reaches ``up`` alone, and ``up`` stops
 them in reverse order (the simulator first, the collector last, then the servers), giving
 each a chance to flush before what it writes to goes away.
@@ -112,11 +112,12 @@ class Supervisor:
 
 
 def child_commands(accounts: int, seed: int, speed: float, days: float) -> list[tuple[str, list[str]]]:
-    """The four services, in start order (the lead's ``core.cli`` subcommands)."""
+    """The services, in start order (the lead's ``core.cli`` subcommands)."""
     py = [sys.executable, "-m", "core.cli"]
     return [
         ("collector", [*py, "collector"]),
         ("worker", [*py, "worker"]),
+        ("alerts", [*py, "alerts", "run"]),
         ("dashboard", [*py, "dashboard"]),
         (
             "simulate",
