@@ -32,6 +32,7 @@ POLICY_KEYS = {
     "group_interval_s": ("group_interval_s", 1.0),
     "renotify_min": ("renotify_s", 60.0),
     "escalate_after_min": ("escalate_after_s", 60.0),
+    "claim_timeout_s": ("claim_timeout_s", 1.0),
 }
 
 

@@ -152,7 +152,7 @@ def run_forever(settings: Any, stop: threading.Event, interval_s: float = 0.2) -
     config = load(settings)
     registry = Registry(settings.registry_url)
     engine = AlertEngine(registry, config.routes, config.policy)
-    dispatcher = Dispatcher(registry, config.channels)
+    dispatcher = Dispatcher(registry, config.channels, claim_timeout_s=config.policy.claim_timeout_s)
     log.info("alerts: %d channel(s): %s", len(config.channels), ", ".join(config.channels) or "none")
     try:
         while not stop.is_set():

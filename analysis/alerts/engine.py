@@ -65,6 +65,7 @@ class AlertPolicy:
     group_interval_s: float = 30.0
     renotify_s: float = 1800.0
     escalate_after_s: float = 900.0
+    claim_timeout_s: float = 60.0  # a notification claimed this long ago by a dead sender is sent again
     tz: str = "Asia/Shanghai"
 
 

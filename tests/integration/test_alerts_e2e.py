@@ -73,6 +73,11 @@ def outbox_states(env: dict[str, str]) -> set[str]:
         registry.close()
 
 
+def drained(env: dict[str, str]) -> bool:
+    """Nothing left to send: every row sent, or folded into a later one (cancelled)."""
+    return outbox_states(env) <= {"sent", "cancelled"}
+
+
 class AlertService:
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.env, self.log_path = env, log_path
@@ -181,5 +186,76 @@ def test_power_off_pages_once_on_every_channel_and_power_on_restores(
         meter.loop_stop()
         meter.disconnect()
         watcher.close()
+        assert alerts.stop() == 0, (tmp_path / "alerts.log").read_text()
+        assert collector.stop() == 0
+
+
+FEEDER_REGISTRY = REGISTRY + "".join(
+    f"B{i:02d},account,Shop {i},10,3,B{i:02d}-M1,57.735,,,gb,F1,\n" for i in range(1, 11)
+)
+
+
+def hook_only(path: Path, hook: str) -> Path:
+    path.write_text(
+        f'[policy]\ngroup_interval_s = 2\n\n[channels.ops-hook]\ntype = "webhook"\nurl = "{hook}"\n'
+    )
+    return path
+
+
+def publish_events(meter: mqtt.Client, kind: str, sites: list[str], first_ms: int, step_ms: int) -> None:
+    for n, site in enumerate(sites):
+        body = {"event_id": f"{site}-{kind}-{first_ms}", "ts": first_ms + n * step_ms, "type": kind}
+        meter.publish(f"pq/v1/{site}/{site}-M1/event", json.dumps(body), qos=1).wait_for_publish(10)
+
+
+def kinds(receiver: HttpReceiver) -> list[str]:
+    return [r.json()["kind"] for r in receiver.requests]
+
+
+def test_ten_accounts_of_one_feeder_are_one_incident_and_storm_mode_still_restores(
+    pqmon_env: dict[str, str], tmp_path: Path, http_receiver: HttpReceiver
+) -> None:
+    (tmp_path / "reg.csv").write_text(FEEDER_REGISTRY)
+    assert run_pqmon(pqmon_env, "registry", "import", str(tmp_path / "reg.csv")).returncode == 0
+    env = pqmon_env | {"PQMON_ALERTS_FILE": str(hook_only(tmp_path / "alerts.toml", http_receiver.url))}
+    collector = CollectorProcess(env, tmp_path / "collector.log").start()
+    alerts = AlertService(env, tmp_path / "alerts.log").start()
+    meter = mqtt_client(env["PQMON_MQTT_URL"], "feeder-meters")
+    shops = [f"B{i:02d}" for i in range(1, 11)]
+    now_ms = int(time.time() * 1000)
+    try:
+        # Ten accounts of feeder F1 lose supply within 20 s.
+        publish_events(meter, "power_off", shops, now_ms - 600_000, 2_000)
+        wait_until(lambda: "incident_update" in kinds(http_receiver), 30, "the folded update")
+        wait_until(lambda: drained(env), 30, "the outbox to drain")
+        assert kinds(http_receiver).count("incident") == 1  # one page, not ten
+        assert len(http_receiver.requests) <= 3  # the page, then at most a couple of updates
+        last = http_receiver.requests[-1].json()["alert"]
+        assert sorted(s["site"] for s in last["sites"]) == shops
+        publish_events(meter, "power_on", shops, now_ms - 300_000, 1_000)
+        wait_until(lambda: "resolved" in kinds(http_receiver), 30, "the restoration")
+        wait_until(lambda: drained(env), 30, "the outbox to drain")
+        assert kinds(http_receiver).count("resolved") == 1
+        restored = http_receiver.requests[-1].json()["alert"]
+        assert all(s["duration_s"] is not None for s in restored["sites"]) and len(restored["sites"]) == 10
+
+        # Storm mode: a fleet-wide outage pages nobody, but every restoration is delivered.
+        http_receiver.clear()
+        until = time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() + 3600)) + "+00:00"
+        silenced = run_pqmon(
+            env, "alerts", "silence", "--storm", "--until", until, "--reason", "typhoon", "--by", "li"
+        )
+        assert silenced.returncode == 0, silenced.stderr
+        publish_events(meter, "power_off", ["A001", *shops], now_ms - 200_000, 1_000)
+        wait_until(
+            lambda: "still off: A001" in run_pqmon(env, "alerts", "list").stdout, 30, "the held incident"
+        )
+        assert http_receiver.requests == []
+        publish_events(meter, "power_on", ["A001", *shops], now_ms - 100_000, 1_000)
+        wait_until(lambda: "resolved" in kinds(http_receiver), 30, "the restoration in storm mode")
+        assert kinds(http_receiver) == ["resolved"]
+    finally:
+        meter.loop_stop()
+        meter.disconnect()
         assert alerts.stop() == 0, (tmp_path / "alerts.log").read_text()
         assert collector.stop() == 0
