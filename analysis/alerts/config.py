@@ -19,7 +19,7 @@ group = "ops"              # ops (every page) or escalation
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from analysis.alerts.engine import ESCALATION, OPS, AlertPolicy, Routes
@@ -41,6 +41,8 @@ class AlertConfig:
     policy: AlertPolicy
     routes: Routes
     channels: dict[str, Any]  # name -> Channel (analysis.alerts.channels)
+    rules: Any = None  # ConditionRule: global voltage and silence thresholds
+    rule_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # "class:10", "site:A001"
 
 
 def _read(path: str) -> dict[str, Any]:
@@ -57,8 +59,10 @@ def _read(path: str) -> dict[str, Any]:
 
 def parse(raw: dict[str, Any], tz: str, source: str = "PQMON_ALERTS_FILE") -> AlertConfig:
     from analysis.alerts.channels import channel_from_config
+    from analysis.alerts.voltage import parse_rules
 
-    unknown = set(raw) - {"policy", "channels"}
+    known = {"policy", "channels", "rules", "notices"}
+    unknown = set(raw) - known
     if unknown:
         raise ConfigError(
             f"{source}: unknown section(s) {', '.join(sorted(unknown))}; expected policy, channels"
@@ -82,7 +86,8 @@ def parse(raw: dict[str, Any], tz: str, source: str = "PQMON_ALERTS_FILE") -> Al
             raise ConfigError(f"{source}: [channels.{name}] group must be ops or escalation, got {group!r}")
         channels[name] = channel_from_config(name, {k: v for k, v in cfg.items() if k != "group"})
         groups[group].append(name)
-    return AlertConfig(policy, Routes(groups), channels)
+    base, overrides = parse_rules(raw.get("rules") or {}, source)
+    return AlertConfig(policy, Routes(groups), channels, base, overrides)
 
 
 def load(settings: Settings) -> AlertConfig:

@@ -27,6 +27,7 @@ from core.registry import Registry
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 12
+WATCH_INTERVAL_S = 15.0  # the voltage and silence rules work on whole minutes
 BATCH = 50
 
 
@@ -148,16 +149,24 @@ def run_forever(settings: Any, stop: threading.Event, interval_s: float = 0.2) -
     """The alert service: deliver the outbox, re-notify and escalate, release quiet modes."""
     from analysis.alerts.config import load
     from analysis.alerts.engine import AlertEngine
+    from analysis.alerts.voltage import ConditionWatch
+    from core.store import InfluxStore
 
     config = load(settings)
     registry = Registry(settings.registry_url)
     engine = AlertEngine(registry, config.routes, config.policy)
     dispatcher = Dispatcher(registry, config.channels, claim_timeout_s=config.policy.claim_timeout_s)
+    store = InfluxStore.from_settings(settings)
+    watch = ConditionWatch(store, registry, engine, config.rules, config.rule_overrides)
     log.info("alerts: %d channel(s): %s", len(config.channels), ", ".join(config.channels) or "none")
+    next_watch = 0.0
     try:
         while not stop.is_set():
             try:
                 engine.tick()
+                if time.monotonic() >= next_watch:
+                    next_watch = time.monotonic() + WATCH_INTERVAL_S
+                    watch.run_once()
                 busy = dispatcher.run_once()
             except Exception:
                 log.exception("alert pass failed; retrying")
@@ -166,4 +175,5 @@ def run_forever(settings: Any, stop: threading.Event, interval_s: float = 0.2) -
                 stop.wait(interval_s)
     finally:
         dispatcher.close()
+        store.close()
         registry.close()

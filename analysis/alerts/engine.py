@@ -46,6 +46,9 @@ from core.errors import PqmonError
 from core.registry import Registry
 
 OUTAGE = "outage"
+VOLTAGE = "voltage"
+SILENT = "silent"
+RULE_TITLES = {VOLTAGE: "Voltage out of limits", SILENT: "Meter silent (communication loss, not an outage)"}
 OPS = "ops"
 ESCALATION = "escalation"
 
@@ -234,6 +237,9 @@ class AlertEngine:
         if still_open is not None:
             self._fold_update(s, incident, now)
             return
+        self._resolve_incident(s, incident, now)
+
+    def _resolve_incident(self, s: Session, incident: IncidentRow, now: int) -> None:
         incident.state = RESOLVED
         incident.resolved_ms = now
         incident.next_notify_ms = None
@@ -246,18 +252,79 @@ class AlertEngine:
             )
             .values(state=CANCELLED)
         )
+        s.flush()
         # Resolve notices go out whatever the quiet modes say.
         self._notify(s, incident, "resolved", OPS, now, now, quiet_ok=True)
 
-    def _open_alert(self, s: Session, site: str) -> AlertRow | None:
+    def _open_alert(self, s: Session, site: str, rule: str = OUTAGE, phase: str = "") -> AlertRow | None:
         return s.scalars(
             select(AlertRow).where(
-                AlertRow.rule == OUTAGE,
+                AlertRow.rule == rule,
                 AlertRow.site_id == site,
-                AlertRow.phase == "",
+                AlertRow.phase == phase,
                 AlertRow.state.in_(OPEN_STATES),
             )
         ).first()
+
+    # -- condition rules (voltage, silence): one alert, one incident each -------------------
+    def open_alerts(self, rule: str) -> dict[tuple[str, str], int]:
+        """(site, phase) -> started_ms of the rule's open alerts."""
+        with self._session() as s:
+            rows = s.execute(
+                select(AlertRow.site_id, AlertRow.phase, AlertRow.started_ms).where(
+                    AlertRow.rule == rule, AlertRow.state.in_(OPEN_STATES)
+                )
+            ).all()
+            return {(site, phase): started for site, phase, started in rows}
+
+    def fire(self, rule: str, site: str, phase: str, started_ms: int, severity: str, detail: str) -> bool:
+        """Open the rule's alert for (site, phase) and page, unless one is open: False then."""
+        now = self.now_ms()
+        with self._session.begin() as s:
+            if self._open_alert(s, site, rule, phase) is not None:
+                return False
+            incident = IncidentRow(
+                group_key=f"{rule}:{site}:{phase}" if phase else f"{rule}:{site}",
+                rule=rule,
+                severity=severity,
+                state=FIRING,
+                first_start_ms=started_ms,
+                opened_ms=now,
+                next_notify_ms=now + int(self.policy.renotify_s * 1000),
+                escalation_level=0,
+                detail=detail[:300],
+            )
+            s.add(incident)
+            s.flush()
+            s.add(
+                AlertRow(
+                    rule=rule,
+                    site_id=site,
+                    phase=phase,
+                    severity=severity,
+                    state=FIRING,
+                    incident_id=incident.id,
+                    started_ms=started_ms,
+                    opened_ms=now,
+                    last_seen_ms=now,
+                )
+            )
+            s.flush()
+            self._notify(s, incident, "incident", OPS, now, now)
+            return True
+
+    def clear(self, rule: str, site: str, phase: str, ended_ms: int) -> bool:
+        """Resolve the rule's open alert for (site, phase) and send its resolve notice."""
+        now = self.now_ms()
+        with self._session.begin() as s:
+            alert = self._open_alert(s, site, rule, phase)
+            if alert is None:
+                return False
+            alert.state, alert.ended_ms, alert.last_seen_ms = RESOLVED, ended_ms, now
+            incident = s.get(IncidentRow, alert.incident_id) if alert.incident_id is not None else None
+            if incident is not None and incident.state != RESOLVED:
+                self._resolve_incident(s, incident, now)
+            return True
 
     def _fold_update(self, s: Session, incident: IncidentRow, now: int) -> None:
         """One pending update per incident, re-rendered as alerts join or clear."""
@@ -357,6 +424,8 @@ class AlertEngine:
         restored = sum(1 for x in sites if x["state"] == RESOLVED)
         off = len(sites) - restored
         where = incident.group_key.split(":", 1)[1]
+        if incident.rule != OUTAGE:
+            return self._render_condition(incident, kind, sites)
         headline = {
             "incident": f"Outage: {len(sites)} account(s) without supply ({where})",
             "incident_update": f"Outage update ({where}): {len(sites)} account(s), {restored} restored",
@@ -378,6 +447,36 @@ class AlertEngine:
             "group": incident.group_key,
             "state": incident.state,
             "severity": incident.severity,
+            "sites": sites,
+        }
+        return headline, "\n".join(lines), payload
+
+    def _render_condition(
+        self, incident: IncidentRow, kind: str, sites: list[dict[str, Any]]
+    ) -> tuple[str, str, dict[str, Any]]:
+        what = RULE_TITLES.get(incident.rule, incident.rule)
+        target = incident.group_key.split(":", 1)[1].replace(":", " phase ")
+        headline = {
+            "incident": f"{what}: {target}",
+            "incident_update": f"{what}: {target}",
+            "resolved": f"Cleared: {what.lower()}: {target}",
+            "reminder": f"Still unacknowledged: {what.lower()}: {target}",
+            "escalation": f"Escalated: {what.lower()}: {target}",
+        }[kind]
+        lines = [headline]
+        if incident.detail:
+            lines.append(incident.detail)
+        for x in sites:
+            until = f" to {x['end']}" if x["end"] else ""
+            lines.append(f"- {x['site']} {x['name']}: since {x['start']}{until}")
+        payload = {
+            "incident": incident.id,
+            "rule": incident.rule,
+            "kind": kind,
+            "group": incident.group_key,
+            "state": incident.state,
+            "severity": incident.severity,
+            "detail": incident.detail,
             "sites": sites,
         }
         return headline, "\n".join(lines), payload

@@ -47,6 +47,7 @@ class IncidentRow(Base):
     acked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     acked_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     ack_comment: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    detail: Mapped[str | None] = mapped_column(String(300), nullable=True)  # what the rule saw
 
 
 class AlertRow(Base):
