@@ -90,7 +90,7 @@ def fleet_report(
     rng = f"time >= {start_ms}ms AND time < {end_ms}ms"
     vq = _by_site(store.query_frame(f"SELECT * FROM vq_daily WHERE phase = 'all' AND {rng}"))
     rel = _by_site(store.query_frame(f"SELECT * FROM rel_daily WHERE {rng}"))
-    outages = store.query_frame(f"SELECT * FROM outage WHERE {rng}")
+    outages = store.query_frame(f'SELECT * FROM outage WHERE "valid" = true AND {rng}')
 
     accounts = registry.sites("account")
     n = len(accounts)
@@ -195,7 +195,8 @@ def _history_outages(store: InfluxStore, sample: fleet.MedSample, tz: str) -> pd
     begin = day_start_ms(sample.first, tz)
     end = day_start_ms(sample.last + timedelta(days=1), tz)
     return store.query_frame(
-        f"SELECT start_ms, duration_s FROM outage WHERE time >= {begin}ms AND time < {end}ms GROUP BY site",
+        'SELECT start_ms, duration_s FROM outage WHERE "valid" = true'
+        f" AND time >= {begin}ms AND time < {end}ms GROUP BY site",
         tag_columns=("site",),
     )
 

@@ -146,7 +146,7 @@ def site_report(
     rel = rows_in(store.query_frame(f"SELECT * FROM rel_daily WHERE {where}"), period)
     reach_back_ms = start_ms - MAX_OUTAGE_DAYS * 86_400_000
     touching = store.query_frame(
-        f"SELECT * FROM outage WHERE site = {quote_literal(site.id)}"
+        f'SELECT * FROM outage WHERE "valid" = true AND site = {quote_literal(site.id)}'
         f" AND {_range_clause(reach_back_ms, end_ms)}"
     )
     outages = rows_in(touching, period)

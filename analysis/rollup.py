@@ -214,6 +214,8 @@ def en50160_flags(events: pd.DataFrame, out_mask: np.ndarray, start_ms: int, n: 
         for ts, dur in zip(pq["time"].to_numpy(np.int64), duration.fillna(0).to_numpy(), strict=True):
             first = (int(ts) - start_ms) // (EN_BLOCK_MIN * MINUTE_MS)
             last = (int(ts) + int(dur) - start_ms) // (EN_BLOCK_MIN * MINUTE_MS)
+            if last < 0 or first >= blocks:
+                continue  # wholly before or after the window (a negative end would wrap around)
             flagged[max(first, 0) : min(last, blocks - 1) + 1] = True
     return flagged
 

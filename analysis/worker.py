@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 EVENT_LOOKBEHIND_MS = 7 * 86_400_000  # a power_off this long before the window still counts
 READING_LOOKBEHIND_MS = 3_600_000  # a 15- or 60-minute value that began before midnight
 LAST_PASS_KEY = "worker.last_pass_ms"
+NOT_STORED = ("day_ms", "phase", "vqr_pct")
 MAX_WINDOW_GROWTH = 8
 MAX_OUTAGE_DAYS = 30  # an outage that began this long before the look-back can still reach into it
 
@@ -95,7 +96,9 @@ def read_site(
 def to_lines(site: Site, result: SiteRollup) -> list[str]:
     lines: list[str] = []
     for row in result.vq.to_dict("records"):
-        fields = {k: v for k, v in row.items() if k not in ("day_ms", "phase") and not pd.isna(v)}
+        # Rates are not stored: a month's rate is pooled from the minute counts, and a day's rate
+        # can become undefined on recomputation, which InfluxDB could only forget by a DELETE.
+        fields = {k: v for k, v in row.items() if k not in NOT_STORED and not pd.isna(v)}
         lines.append(
             line("vq_daily", {"site": site.id, "phase": str(row["phase"])}, fields, int(row["day_ms"]))
         )
@@ -115,27 +118,38 @@ def pq_lines(site: Site, pq: pd.DataFrame) -> list[str]:
 
 
 def outage_lines(site: Site, result: SiteRollup, short_s: float, now_ms: int) -> list[str]:
+    """One point per outage, keyed by site and start time only, so that a recomputation
+    overwrites it in place whatever changed (cause, length, end); ``valid`` marks it current."""
     return [
         line(
             "outage",
-            {
-                "site": site.id,
-                "cause": o.cause,
-                "length": "short" if o.is_short(short_s, now_ms) else "sustained",
-            },
+            {"site": site.id},
             {
                 "start_ms": o.start_ms,
                 "end_ms": o.end_or(now_ms),
                 "duration_s": o.duration_s(now_ms),
                 "open": o.is_open,
+                "cause": o.cause,
+                "length": "short" if o.is_short(short_s, now_ms) else "sustained",
                 "source": o.source,
                 "start_source": o.start_source,
-                "end_source": o.end_source,  # left out while open
+                "end_source": o.end_source or "",  # empty while open
+                "valid": True,
             },
             o.start_ms,
         )
         for o in result.outages
     ]
+
+
+def withdrawn_lines(site: Site, starts_ms: Iterable[int]) -> list[str]:
+    """Outages a recomputation no longer finds: marked not valid where they stood.
+
+    Not deleted: InfluxDB 1.6 can drop a series that was emptied by a DELETE and written
+    again when a later DELETE matches another series (found by the property test), and
+    DELETE is not served by the v1 API of InfluxDB 2.x and 3.x at all.
+    """
+    return [line("outage", {"site": site.id}, {"valid": False}, start) for start in sorted(starts_ms)]
 
 
 def _utc_ms(naive_utc: datetime) -> int:
@@ -180,7 +194,8 @@ class Analyser:
             since = day_start_ms(self.horizon - timedelta(days=MAX_OUTAGE_DAYS), self.settings.tz)
             stored: dict[str, list[tuple[int, int]]] = {}
             for df in self.store.query(
-                f'SELECT start_ms, end_ms, "open" FROM outage WHERE time >= {since}ms GROUP BY site'
+                'SELECT start_ms, end_ms, "open" FROM outage'
+                f' WHERE "valid" = true AND time >= {since}ms GROUP BY site'
             ):
                 ends = np.where(
                     df["open"].astype(bool).to_numpy(), self.now_ms, df["end_ms"].to_numpy(np.int64)
@@ -233,37 +248,19 @@ class Analyser:
         tz = self.settings.tz
         start_ms = day_start_ms(days[0], tz)
         end_ms = day_start_ms(days[-1] + timedelta(days=1), tz)
-        # Outages are keyed by start time and tags that can change (short -> sustained, open ->
-        # closed), so the window's derived outages are replaced rather than overwritten.
+        # Outages found now overwrite their points; stored ones in the window that are gone
+        # (removed, moved, merged) are withdrawn. The window holds every one whole.
         stored = self.stored_outages()
-        if stored.get(site.id):
-            self.store.query_raw(
-                f"DELETE FROM outage WHERE site = {quote_literal(site.id)}"
-                f" AND time >= {start_ms}ms AND time < {end_ms}ms"
-            )
-        self._clear_stale_rates(site, result.vq, start_ms, end_ms)
+        found = {o.start_ms for o in result.outages}
+        gone = [s for s, _ in stored.get(site.id, []) if start_ms <= s < end_ms and s not in found]
         kept = [(s, e) for s, e in stored.get(site.id, []) if not start_ms <= s < end_ms]
         kept += [(o.start_ms, o.end_or(self.now_ms)) for o in result.outages]
         stored[site.id] = kept
         lines = to_lines(site, result)
         lines += outage_lines(site, result, self.settings.short_outage_s, self.now_ms)
+        lines += withdrawn_lines(site, gone)
         lines += pq_lines(site, pq)
         return self.store.write(lines)
-
-    def _clear_stale_rates(self, site: Site, vq: pd.DataFrame, start_ms: int, end_ms: int) -> None:
-        """A rewrite keeps any field it leaves out, so a day whose VQR became undefined (an
-        outage or lost data now covers it) must lose the rate stored before: the window's
-        vq_daily rows go, then all are written again. Rare, so checked before deleting."""
-        lacking = vq[vq["vqr_pct"].isna()] if len(vq) else vq
-        if lacking.empty:
-            return
-        where = f"site = {quote_literal(site.id)} AND time >= {start_ms}ms AND time < {end_ms}ms"
-        stored = self.store.query_frame(f"SELECT vqr_pct, phase FROM vq_daily WHERE {where}")
-        if stored.empty:
-            return
-        had = set(zip(stored["time"].astype("int64"), stored["phase"], strict=True))
-        if had & set(zip(lacking["day_ms"].astype("int64"), lacking["phase"], strict=True)):
-            self.store.query_raw(f"DELETE FROM vq_daily WHERE {where}")
 
     def full_plan(self) -> dict[str, list[tuple[date, date]]]:
         since = day_start_ms(self.horizon, self.settings.tz)
@@ -284,13 +281,21 @@ class Analyser:
         in_progress = days_between(
             min(local_day(last_pass_ms, tz), self.today), self.today - timedelta(days=1)
         )
+        with_rows = set()
         for df in self.store.query(
             "SELECT last(monitored_min) FROM vq_daily"
             f" WHERE phase = 'all' AND time >= {since}ms GROUP BY site"
         ):
+            with_rows.add(df.attrs["tags"]["site"])
             wanted.setdefault(df.attrs["tags"]["site"], set()).update(in_progress)
+        # A site seen for the first time gets every day from its first data on, as a full pass
+        # gives it: the days it was silent in between have rows too (all missing).
+        for site, days in wanted.items():
+            if site not in with_rows and days:
+                days.update(days_between(min(days), self.today))
         for df in self.store.query(
-            f'SELECT start_ms FROM outage WHERE "open" = true AND time >= {since}ms GROUP BY site'
+            f'SELECT start_ms FROM outage WHERE "open" = true AND "valid" = true AND time >= {since}ms'
+            " GROUP BY site"
         ):
             first_open = local_day(int(df["start_ms"].min()), tz)
             wanted.setdefault(df.attrs["tags"]["site"], set()).update(days_between(first_open, self.today))

@@ -279,22 +279,152 @@ def _local_time(text: str, tz: str) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 
-def cmd_planned_add(args: argparse.Namespace, settings: Settings) -> int:
-    from analysis.calendar import days_between, local_day
+def _notice_book(settings: Settings):  # type: ignore[no-untyped-def]
+    from analysis.alerts.config import load
+    from analysis.alerts.notices import NoticeBook, NoticePolicy
     from core.registry import Registry
 
+    config = load(settings)  # the [notices] offsets; checked like the alert service checks them
+    return NoticeBook(Registry(settings.registry_url), config.notices or NoticePolicy(tz=settings.tz))
+
+
+def _local_text(naive_utc: datetime, tz: str) -> str:
+    return naive_utc.replace(tzinfo=UTC).astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+
+
+def _ms_text(ms: int | None, tz: str) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _mark_planned_dirty(registry, sites, spans, tz: str) -> None:  # type: ignore[no-untyped-def]
+    """Outages in a window change between unplanned and planned: the worker recomputes those days."""
+    from analysis.calendar import days_between, local_day
+
+    pairs = set()
+    for start, end in spans:
+        first = local_day(int(start.replace(tzinfo=UTC).timestamp() * 1000), tz)
+        last = local_day(int(end.replace(tzinfo=UTC).timestamp() * 1000), tz)
+        pairs |= {(site, day) for site in sites for day in days_between(first, last)}
+    registry.mark_dirty(pairs)
+
+
+def _notice_counts(states: dict[str, int], contacts: int) -> str:
+    if not states:
+        return "no notices (no contact with an e-mail or a robot: 'pqmon contacts import')"
+    parts = [f"{n} {state}" for state, n in sorted(states.items())]
+    late = " (their time had passed)" if "skipped_late" in states else ""
+    return f"notices: {', '.join(parts)}{late} to {contacts} contact(s)"
+
+
+def cmd_planned_add(args: argparse.Namespace, settings: Settings) -> int:
     start, end = _local_time(args.start, settings.tz), _local_time(args.end, settings.tz)
-    registry = Registry(settings.registry_url)
-    sites = [args.site, *(s.id for s in registry.sites("account") if s.feeder_id == args.site)]
-    for site_id in sites:
-        registry.add_planned_outage(site_id, start, end, args.note or "")
-    # Outages in the window change from unplanned to planned: recompute those days.
-    first = local_day(int(start.replace(tzinfo=UTC).timestamp() * 1000), settings.tz)
-    last = local_day(int(end.replace(tzinfo=UTC).timestamp() * 1000), settings.tz)
-    registry.mark_dirty((s, d) for s in sites for d in days_between(first, last))
+    book = _notice_book(settings)
+    result = book.register(args.site, start, end, args.note or "")
+    _mark_planned_dirty(book.registry, result.sites, [(start, end)], settings.tz)
+    tz = settings.tz
     print(
-        f"planned outage {start:%Y-%m-%d %H:%M}Z to {end:%Y-%m-%d %H:%M}Z registered for {', '.join(sites)}"
+        f"planned outage {result.window_id}: {_local_text(start, tz)} to {_local_text(end, tz)}"
+        f" ({tz}) registered for {', '.join(result.sites)}; "
+        f"{_notice_counts(result.states, result.contacts)}"
     )
+    return 0
+
+
+def cmd_planned_move(args: argparse.Namespace, settings: Settings) -> int:
+    start, end = _local_time(args.start, settings.tz), _local_time(args.end, settings.tz)
+    book = _notice_book(settings)
+    result = book.move(args.id, start, end)
+    assert result.prev_start_utc is not None and result.prev_end_utc is not None
+    spans = [(result.prev_start_utc, result.prev_end_utc), (start, end)]
+    _mark_planned_dirty(book.registry, result.sites, spans, settings.tz)
+    tz = settings.tz
+    print(
+        f"planned outage {result.window_id} moved (version {result.version}): {_local_text(start, tz)} to "
+        f"{_local_text(end, tz)}, was {_local_text(result.prev_start_utc, tz)} to "
+        f"{_local_text(result.prev_end_utc, tz)} ({tz}); unsent notices of the old time withdrawn; "
+        f"{result.told} 'moved' notice(s) now; {_notice_counts(result.states, result.contacts)}"
+    )
+    return 0
+
+
+def cmd_planned_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    book = _notice_book(settings)
+    result = book.cancel(args.id)
+    _mark_planned_dirty(book.registry, result.sites, [(result.start_utc, result.end_utc)], settings.tz)
+    print(
+        f"planned outage {result.window_id} cancelled ({', '.join(result.sites)}): unsent notices withdrawn; "
+        f"{result.told} 'cancelled' notice(s) now to the contacts already told"
+    )
+    return 0
+
+
+def cmd_planned_list(args: argparse.Namespace, settings: Settings) -> int:
+    from core.registry import Registry
+
+    windows = Registry(settings.registry_url).planned_windows(args.site)
+    if not windows:
+        print("no planned outages with an id")
+    for w in windows:
+        note = f" - {w.note}" if w.note else ""
+        print(
+            f"{w.id}: {w.site_id} {_local_text(w.start_utc, settings.tz)} to "
+            f"{_local_text(w.end_utc, settings.tz)} {w.state} (version {w.version}); "
+            f"sites {', '.join(w.sites) or '-'}{note}"
+        )
+    return 0
+
+
+def cmd_contacts_import(args: argparse.Namespace, settings: Settings) -> int:
+    result, notices = _notice_book(settings).import_contacts(args.file)
+    print(
+        f"contacts: {result.added} added, {result.updated} updated; "
+        f"{notices} notice(s) added for planned outages ahead"
+    )
+    for who in result.unreachable:
+        print(
+            f"warning: {who} has neither an e-mail nor a robot: no notices will reach them", file=sys.stderr
+        )
+    return 0
+
+
+def cmd_contacts_list(args: argparse.Namespace, settings: Settings) -> int:
+    from analysis.alerts.channels import mask_url
+    from core.registry import Registry
+
+    contacts = Registry(settings.registry_url).contacts(args.site)
+    if not contacts:
+        print("no contacts")
+    for c in contacts:
+        robot = "-"
+        if c.robot_url:
+            robot = f"{c.robot_kind} {mask_url(c.robot_url)}" + (" (signed)" if c.robot_secret else "")
+        print(
+            f"{c.site_id}\t{c.name}\tphone {c.phone or '-'}\temail {c.email or '-'}\trobot {robot}\t{c.lang}"
+        )
+    return 0
+
+
+def cmd_notices_list(args: argparse.Namespace, settings: Settings) -> int:
+    from analysis.alerts.notices import which
+    from core.registry import Registry
+
+    notices = Registry(settings.registry_url).notices(args.site, args.planned)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(n) for n in notices], ensure_ascii=False, indent=2))
+        return 0
+    if not notices:
+        print("no notices")
+    tz = settings.tz
+    for n in notices:
+        what = f"{which(n.kind, n.offset_s)} notice" if n.kind in ("ahead", "confirm") else n.kind
+        done = f" at {_ms_text(n.sent_ms, tz)}" if n.sent_ms else ""
+        error = f": {n.last_error}" if n.last_error and n.state != "sent" else ""
+        print(
+            f"{n.id}: planned outage {n.window_id} v{n.version} {n.site_id} {n.contact_name} {n.channel} "
+            f"{what}, due {_ms_text(n.due_ms, tz)}: {n.state}{done} ({n.attempts} attempt(s)){error}"
+        )
     return 0
 
 
@@ -427,6 +557,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="end", required=True, help="end")
     p.add_argument("--note")
     p.set_defaults(func=cmd_planned_add)
+    p = pl.add_parser("move", help="re-plan a window: its customers are told once, then reminded anew")
+    p.add_argument("id", type=int, help="the id 'planned add' printed")
+    p.add_argument("--from", dest="start", required=True, help="new start (local, or with offset)")
+    p.add_argument("--to", dest="end", required=True, help="new end")
+    p.set_defaults(func=cmd_planned_move)
+    p = pl.add_parser("cancel", help="withdraw a window; customers already told get one notice")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_planned_cancel)
+    p = pl.add_parser("list", help="planned outages with their ids")
+    p.add_argument("--site", help="only windows covering this site")
+    p.set_defaults(func=cmd_planned_list)
+
+    ct = sub.add_parser("contacts", help="key-account contacts told of planned outages").add_subparsers(
+        dest="sub", required=True
+    )
+    p = ct.add_parser("import", help="add or update contacts from a CSV (all or nothing)")
+    p.add_argument("file", help="site_id,name,phone,email,robot_url,robot_secret,lang")
+    p.set_defaults(func=cmd_contacts_import)
+    p = ct.add_parser("list", help="contacts, of one site or all")
+    p.add_argument("site", nargs="?")
+    p.set_defaults(func=cmd_contacts_list)
+
+    nt = sub.add_parser("notices", help="planned-outage notices to customers").add_subparsers(
+        dest="sub", required=True
+    )
+    p = nt.add_parser("list", help="the notice log: every notice owed, sent, skipped or failed")
+    p.add_argument("--site")
+    p.add_argument("--planned", type=int, help="only this planned outage's notices")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_notices_list)
 
     al = sub.add_parser("alerts", help="alerts and incidents").add_subparsers(dest="sub", required=True)
     p = al.add_parser("run", help="the alert service: deliver notifications, re-notify, escalate")

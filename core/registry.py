@@ -9,19 +9,23 @@ from __future__ import annotations
 import csv
 import functools
 import logging
+import re
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     UniqueConstraint,
@@ -35,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy import insert as insert_into
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from core.errors import RegistryError
@@ -62,6 +66,26 @@ CSV_COLUMNS = (
 )
 # Optional columns: absent or empty means the default.
 OPTIONAL_CSV_COLUMNS = ("commissioned",)
+# Contacts CSV (pqmon contacts import): one row per person of a key account.
+CONTACT_CSV_COLUMNS = ("site_id", "name", "phone", "email", "robot_url", "robot_secret", "lang")
+LANGS = ("zh-CN", "en")
+# Planned-outage windows and the notices owed to customers (analysis.alerts.notices).
+WINDOW_ACTIVE = "active"
+WINDOW_CANCELLED = "cancelled"
+NOTICE_PENDING = "pending"
+NOTICE_SENDING = "sending"  # claimed by a scheduler; back to pending if it stays here too long
+NOTICE_SENT = "sent"
+NOTICE_FAILED = "failed"  # refused for good or out of retries: an operations alert went out
+NOTICE_SKIPPED_LATE = "skipped_late"  # its time had passed (never a "48 h" notice 20 h before)
+NOTICE_CANCELLED = "cancelled"  # the window moved or was cancelled before it was sent
+NOTICE_STATES = (
+    NOTICE_PENDING,
+    NOTICE_SENDING,
+    NOTICE_SENT,
+    NOTICE_FAILED,
+    NOTICE_SKIPPED_LATE,
+    NOTICE_CANCELLED,
+)
 
 
 class Base(DeclarativeBase):
@@ -130,6 +154,97 @@ class WorkerStateRow(Base):
     value: Mapped[str] = mapped_column(String(200))
 
 
+class ContactRow(Base):
+    """A person of a key account who is told of planned outages."""
+
+    __tablename__ = "contact"
+    __table_args__ = (UniqueConstraint("site_id", "name", name="uq_contact_site_name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    phone: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    robot_url: Mapped[str | None] = mapped_column(String(500), nullable=True)  # DingTalk or WeCom robot
+    robot_secret: Mapped[str | None] = mapped_column(String(200), nullable=True)  # DingTalk signing
+    lang: Mapped[str] = mapped_column(String(8), default="zh-CN")
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class PlannedWindowRow(Base):
+    """A planned outage as people name it (its id): one window of one account or feeder.
+
+    It is realised by one ``planned_outage`` row per site it covers (a feeder's covers its
+    accounts), listed in ``planned_window_site``; moving it moves those rows, cancelling it
+    removes them. ``version`` counts the changes: each version has its own notices.
+    """
+
+    __tablename__ = "planned_window"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(String(64), index=True)  # as registered: account or feeder
+    start_utc: Mapped[datetime] = mapped_column(DateTime)
+    end_utc: Mapped[datetime] = mapped_column(DateTime)
+    note: Mapped[str] = mapped_column(String(200), default="")
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[str] = mapped_column(String(16), default=WINDOW_ACTIVE)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    changed_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class PlannedWindowSiteRow(Base):
+    __tablename__ = "planned_window_site"
+    window_id: Mapped[int] = mapped_column(
+        ForeignKey("planned_window.id", ondelete="CASCADE"), primary_key=True
+    )
+    site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    planned_outage_pk: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None once cancelled
+
+
+class DueNoticeRow(Base):
+    """One notice owed to one contact on one channel for one version of a planned window.
+
+    Its id is the idempotency key the customer's mailbox or robot sees (``pqmon-notice-<id>``).
+    """
+
+    __tablename__ = "due_notice"
+    __table_args__ = (
+        UniqueConstraint(
+            "window_id", "version", "contact_id", "channel", "kind", "offset_s", name="uq_due_notice"
+        ),
+        Index("ix_due_notice_due", "state", "due_ms"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    window_id: Mapped[int] = mapped_column(Integer, index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    site_id: Mapped[str] = mapped_column(String(64), index=True)  # the contact's account
+    contact_id: Mapped[int] = mapped_column(Integer, index=True)
+    channel: Mapped[str] = mapped_column(String(16))  # "email" or "robot"
+    kind: Mapped[str] = mapped_column(String(16))  # "ahead", "confirm", "moved", "cancelled"
+    offset_s: Mapped[int] = mapped_column(Integer)  # before the start; 0 for moved and cancelled
+    start_ms: Mapped[int] = mapped_column(BigInteger)  # the window this notice speaks of
+    end_ms: Mapped[int] = mapped_column(BigInteger)
+    prev_start_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # moved: from
+    prev_end_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    due_ms: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    claimed_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    claim_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    sent_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(300), nullable=True)
+
+
+class NoticeDeliveryRow(Base):
+    """Every attempt to send a notice and its result."""
+
+    __tablename__ = "notice_delivery"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    notice_id: Mapped[int] = mapped_column(Integer, index=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    detail: Mapped[str] = mapped_column(String(300))
+
+
 @dataclass(frozen=True)
 class Meter:
     site_id: str
@@ -170,6 +285,68 @@ class ImportResult:
     sites_updated: int
     meters_added: int
     meters_updated: int
+
+
+@dataclass(frozen=True)
+class Contact:
+    id: int
+    site_id: str
+    name: str
+    phone: str | None
+    email: str | None
+    robot_url: str | None = field(default=None, repr=False)  # holds the robot's token
+    robot_secret: str | None = field(default=None, repr=False)
+    lang: str = "zh-CN"
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """How this contact can be told: "email", "robot", both or neither (phone only)."""
+        return (("email",) if self.email else ()) + (("robot",) if self.robot_url else ())
+
+    @property
+    def robot_kind(self) -> str | None:
+        return robot_kind(self.robot_url) if self.robot_url else None
+
+
+@dataclass(frozen=True)
+class ContactImport:
+    added: int
+    updated: int
+    unreachable: tuple[str, ...]  # "SITE/NAME" of contacts with neither e-mail nor robot
+
+
+@dataclass(frozen=True)
+class PlannedWindow:
+    id: int
+    site_id: str
+    start_utc: datetime  # naive UTC, like planned_outage
+    end_utc: datetime
+    note: str
+    version: int
+    state: str
+    sites: tuple[str, ...]  # the sites it covers: the target and, for a feeder, its accounts
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One row of the notice log (``pqmon notices list``)."""
+
+    id: int
+    window_id: int
+    version: int
+    site_id: str
+    contact_id: int
+    contact_name: str
+    channel: str
+    kind: str
+    offset_s: int
+    start_ms: int
+    end_ms: int
+    due_ms: int
+    state: str
+    attempts: int
+    sent_ms: int | None
+    last_error: str | None
 
 
 class Registry:
@@ -349,6 +526,73 @@ class Registry:
             rows = s.scalars(select(PlannedOutageRow).where(PlannedOutageRow.site_id == site_id)).all()
             return [(r.start_utc, r.end_utc) for r in rows]
 
+    # -- contacts ---------------------------------------------------------------------------
+    def import_contacts(self, path: str | Path) -> ContactImport:
+        """Add or update contacts (by site and name) from the contacts CSV; all or nothing."""
+        parsed = parse_contacts_csv(path, {s.id: s for s in self.sites()})
+        with self._session.begin() as s:
+            return write_contacts(s, parsed, int(time.time() * 1000))
+
+    def contacts(self, site_id: str | None = None) -> list[Contact]:
+        with self._session() as s:
+            q = select(ContactRow).order_by(ContactRow.site_id, ContactRow.name)
+            if site_id is not None:
+                q = q.where(ContactRow.site_id == site_id)
+            return [contact_from_row(r) for r in s.scalars(q)]
+
+    # -- planned-outage windows and their notices ---------------------------------------------
+    def planned_window(self, window_id: int) -> PlannedWindow:
+        with self._session() as s:
+            row = s.get(PlannedWindowRow, window_id)
+            if row is None:
+                raise RegistryError(f"no planned outage {window_id}; 'pqmon planned list' shows them")
+            return _window(s, row)
+
+    def planned_windows(self, site_id: str | None = None) -> list[PlannedWindow]:
+        """Windows registered with an id, oldest start first; ``site_id`` matches any site covered."""
+        with self._session() as s:
+            q = select(PlannedWindowRow).order_by(PlannedWindowRow.start_utc, PlannedWindowRow.id)
+            if site_id is not None:
+                covered = select(PlannedWindowSiteRow.window_id).where(
+                    PlannedWindowSiteRow.site_id == site_id
+                )
+                q = q.where((PlannedWindowRow.site_id == site_id) | PlannedWindowRow.id.in_(covered))
+            return [_window(s, r) for r in s.scalars(q)]
+
+    def notices(self, site_id: str | None = None, window_id: int | None = None) -> list[Notice]:
+        """The notice log, by due time."""
+        with self._session() as s:
+            q = (
+                select(DueNoticeRow, ContactRow.name)
+                .join(ContactRow, ContactRow.id == DueNoticeRow.contact_id, isouter=True)
+                .order_by(DueNoticeRow.due_ms, DueNoticeRow.id)
+            )
+            if site_id is not None:
+                q = q.where(DueNoticeRow.site_id == site_id)
+            if window_id is not None:
+                q = q.where(DueNoticeRow.window_id == window_id)
+            return [
+                Notice(
+                    id=r.id,
+                    window_id=r.window_id,
+                    version=r.version,
+                    site_id=r.site_id,
+                    contact_id=r.contact_id,
+                    contact_name=name or f"contact {r.contact_id}",
+                    channel=r.channel,
+                    kind=r.kind,
+                    offset_s=r.offset_s,
+                    start_ms=r.start_ms,
+                    end_ms=r.end_ms,
+                    due_ms=r.due_ms,
+                    state=r.state,
+                    attempts=r.attempts,
+                    sent_ms=r.sent_ms,
+                    last_error=r.last_error,
+                )
+                for r, name in s.execute(q).all()
+            ]
+
     # -- dirty days and worker state ------------------------------------------------------
     def mark_dirty(self, pairs: Iterable[tuple[str, date]]) -> None:
         """Note that raw data of these (site, local day) pairs changed; the worker recomputes them.
@@ -492,6 +736,158 @@ def _opt_date(raw: str | None, name: str) -> date | None:
         return date.fromisoformat(raw)
     except ValueError:
         raise ValueError(f"{name} must be a date as YYYY-MM-DD, got {raw!r}") from None
+
+
+def contact_from_row(row: ContactRow) -> Contact:
+    return Contact(
+        id=row.id,
+        site_id=row.site_id,
+        name=row.name,
+        phone=row.phone,
+        email=row.email,
+        robot_url=row.robot_url,
+        robot_secret=row.robot_secret,
+        lang=row.lang,
+    )
+
+
+def _window(s: Session, row: PlannedWindowRow) -> PlannedWindow:
+    sites = s.scalars(
+        select(PlannedWindowSiteRow.site_id)
+        .where(PlannedWindowSiteRow.window_id == row.id)
+        .order_by(PlannedWindowSiteRow.site_id)
+    ).all()
+    return PlannedWindow(
+        row.id, row.site_id, row.start_utc, row.end_utc, row.note, row.version, row.state, tuple(sites)
+    )
+
+
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+)
+_PHONE = re.compile(r"^\+?[0-9][0-9 ()-]{4,30}$")
+_LANG_ALIASES = {"zh-cn": "zh-CN", "zh_cn": "zh-CN", "zh": "zh-CN", "en": "en"}
+
+
+def robot_kind(url: str) -> str | None:
+    """The kind of a robot URL: dingtalk (``access_token=``), wecom (``key=``), or None.
+
+    Judged by the query, not the host, so that an intranet relay or a test receiver works.
+    """
+    query = dict(parse_qsl(urlsplit(url).query))
+    if query.get("access_token"):
+        return "dingtalk"
+    if query.get("key"):
+        return "wecom"
+    return None
+
+
+@dataclass(frozen=True)
+class ContactIn:
+    """A parsed, checked row of the contacts CSV."""
+
+    site_id: str
+    name: str
+    phone: str | None
+    email: str | None
+    robot_url: str | None = field(repr=False)
+    robot_secret: str | None = field(repr=False)
+    lang: str
+
+
+def parse_contacts_csv(path: str | Path, sites: dict[str, Site]) -> list[ContactIn]:
+    """Every row of a contacts CSV, checked; the first bad row raises naming its line and field."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in CONTACT_CSV_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise RegistryError(f"{path}: missing column(s) {', '.join(missing)}")
+        found: list[ContactIn] = []
+        seen: dict[tuple[str, str], int] = {}
+        for lineno, raw in enumerate(reader, start=2):
+            try:
+                contact = _parse_contact(raw, sites)
+            except ValueError as exc:
+                raise RegistryError(f"{path} line {lineno}: {exc}") from None
+            key = (contact.site_id, contact.name)
+            if key in seen:
+                raise RegistryError(
+                    f"{path} line {lineno}: name: {contact.name!r} of {contact.site_id} is already on line "
+                    f"{seen[key]}"
+                )
+            seen[key] = lineno
+            found.append(contact)
+    return found
+
+
+def _parse_contact(raw: dict[str, str | None], sites: dict[str, Site]) -> ContactIn:
+    def cell(name: str) -> str:
+        return (raw.get(name) or "").strip()
+
+    site_id = cell("site_id")
+    site = sites.get(site_id)
+    if site is None:
+        raise ValueError(f"site_id: {site_id!r} is not in the registry; import it first")
+    if site.kind != "account":
+        raise ValueError(f"site_id: {site_id} is a {site.kind}; contacts belong to key accounts")
+    name = cell("name")
+    if not name or len(name) > 100:
+        raise ValueError(f"name: must be 1 to 100 characters, got {name!r}")
+    phone = cell("phone") or None
+    if phone is not None and not _PHONE.match(phone):
+        raise ValueError(f"phone: {phone!r} is not a phone number (digits, spaces, +, -, parentheses)")
+    email = cell("email") or None
+    if email is not None and (len(email) > 254 or not _EMAIL.match(email)):
+        raise ValueError(f"email: {email!r} is not an e-mail address like li.ming@example.cn")
+    robot_url = cell("robot_url") or None
+    robot_secret = cell("robot_secret") or None
+    if robot_url is not None:
+        parts = urlsplit(robot_url)
+        kind = robot_kind(robot_url)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or kind is None
+            or len(robot_url) > 500
+        ):
+            raise ValueError(
+                "robot_url: must be a DingTalk robot webhook URL (https://oapi.dingtalk.com/robot/send?"
+                "access_token=...) or a WeCom one (https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=...)"
+            )
+        if robot_secret is not None and kind != "dingtalk":
+            raise ValueError("robot_secret: only DingTalk robots are signed; leave it empty for WeCom")
+    elif robot_secret is not None:
+        raise ValueError("robot_secret: given without a robot_url")
+    if robot_secret is not None and not robot_secret.startswith("SEC"):
+        raise ValueError("robot_secret: must be the robot's signing secret, which starts with SEC")
+    lang_raw = cell("lang")
+    lang = _LANG_ALIASES.get(lang_raw.lower(), "") if lang_raw else "zh-CN"
+    if not lang:
+        raise ValueError(f"lang: must be zh-CN or en, got {lang_raw!r}")
+    return ContactIn(site_id, name, phone, email, robot_url, robot_secret, lang)
+
+
+def write_contacts(s: Session, contacts: Iterable[ContactIn], now_ms: int) -> ContactImport:
+    """Add or update (by site and name) in the caller's transaction."""
+    added = updated = 0
+    unreachable = []
+    for c in contacts:
+        row = s.scalars(
+            select(ContactRow).where(ContactRow.site_id == c.site_id, ContactRow.name == c.name)
+        ).first()
+        if row is None:
+            row = ContactRow(site_id=c.site_id, name=c.name)
+            s.add(row)
+            added += 1
+        else:
+            updated += 1
+        row.phone, row.email, row.robot_url, row.robot_secret = c.phone, c.email, c.robot_url, c.robot_secret
+        row.lang, row.updated_ms = c.lang, now_ms
+        if not c.email and not c.robot_url:
+            unreachable.append(f"{c.site_id}/{c.name}")
+    s.flush()
+    return ContactImport(added, updated, tuple(unreachable))
 
 
 def _add_missing_columns(engine: Any) -> None:

@@ -26,7 +26,8 @@ from analysis.alerts.engine import ESCALATION, OPS, AlertPolicy, Routes
 from core.errors import ConfigError
 from core.settings import Settings
 
-GROUPS = (OPS, ESCALATION)
+NOTICES = "notices"  # a channel only for planned-outage notices ([notices] email_channel): pages no one
+GROUPS = (OPS, ESCALATION, NOTICES)
 POLICY_KEYS = {
     "incident_window_s": ("incident_window_s", 1.0),
     "group_interval_s": ("group_interval_s", 1.0),
@@ -43,6 +44,7 @@ class AlertConfig:
     channels: dict[str, Any]  # name -> Channel (analysis.alerts.channels)
     rules: Any = None  # ConditionRule: global voltage and silence thresholds
     rule_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # "class:10", "site:A001"
+    notices: Any = None  # NoticePolicy: planned-outage notices to customers ([notices])
 
 
 def _read(path: str) -> dict[str, Any]:
@@ -59,6 +61,7 @@ def _read(path: str) -> dict[str, Any]:
 
 def parse(raw: dict[str, Any], tz: str, source: str = "PQMON_ALERTS_FILE") -> AlertConfig:
     from analysis.alerts.channels import channel_from_config
+    from analysis.alerts.notices import parse_notices
     from analysis.alerts.voltage import parse_rules
 
     known = {"policy", "channels", "rules", "notices"}
@@ -83,11 +86,17 @@ def parse(raw: dict[str, Any], tz: str, source: str = "PQMON_ALERTS_FILE") -> Al
             raise ConfigError(f"{source}: [channels.{name}] must be a table")
         group = cfg.get("group", OPS)
         if group not in GROUPS:
-            raise ConfigError(f"{source}: [channels.{name}] group must be ops or escalation, got {group!r}")
+            raise ConfigError(
+                f"{source}: [channels.{name}] group must be ops, escalation or notices, got {group!r}"
+            )
         channels[name] = channel_from_config(name, {k: v for k, v in cfg.items() if k != "group"})
         groups[group].append(name)
     base, overrides = parse_rules(raw.get("rules") or {}, source)
-    return AlertConfig(policy, Routes(groups), channels, base, overrides)
+    emails = [
+        n for n, c in (raw.get("channels") or {}).items() if isinstance(c, dict) and c.get("type") == "email"
+    ]
+    notices = parse_notices(raw.get("notices") or {}, tz, emails, source)
+    return AlertConfig(policy, Routes(groups), channels, base, overrides, notices)
 
 
 def load(settings: Settings) -> AlertConfig:

@@ -4,8 +4,9 @@ A row is claimed with a conditional UPDATE (pending -> sending), so two dispatch
 the same row; sent rows are marked in the same breath as their delivery-log entry. A
 dispatcher killed between a send and its mark leaves a ``sending`` row that goes back to
 pending after ``claim_timeout_s``: the receiver may then see the notification twice, with the
-same idempotency key (the outbox id), which is the most any sender can promise. A receiver
-that hangs costs only its own thread until its timeout.
+same idempotency key (the outbox id), which is the most any sender can promise. Each
+receiver's notifications go out one at a time, in order, in a thread of their own: a kill
+leaves at most one of them unrecorded, and a receiver that hangs holds up only itself.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
+from analysis.alerts.channels import DingTalkChannel, WeComChannel
 from analysis.alerts.state import FAILED, PENDING, SENDING, SENT, DeliveryRow, OutboxRow
 from core.registry import Registry
 
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 12
 WATCH_INTERVAL_S = 15.0  # the voltage and silence rules work on whole minutes
+# Only group robots limit what they take (20 a minute); webhooks, mail and MQTT get every page now.
+RATE_LIMITED = (DingTalkChannel, WeComChannel)
 BATCH = 50
 
 
@@ -48,12 +52,17 @@ class Dispatcher:
         self._session = sessionmaker(registry.engine, expire_on_commit=False)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="alert-send")
         self.limiter = RateLimiter(clock=clock)
+        self._busy: dict[str, Future[None]] = {}
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    def run_once(self) -> int:
-        """Send what is due now; returns how many rows were attempted."""
+    def run_once(self, wait: bool = True) -> int:
+        """Send what is due now; returns how many rows were taken up.
+
+        With ``wait=False`` (the service) it returns at once, and a receiver whose previous
+        queue is still going (a slow or hanging one) is left to it: nobody else waits.
+        """
         now = self.now_ms()
         with self._session.begin() as s:
             # Claims left behind by a dispatcher that died go back to the queue.
@@ -63,16 +72,35 @@ class Dispatcher:
                 .values(state=PENDING)
             )
         with self._session() as s:
-            due = s.scalars(
-                select(OutboxRow.id)
+            due = s.execute(
+                select(OutboxRow.id, OutboxRow.channel)
                 .where(OutboxRow.state == PENDING, OutboxRow.due_ms <= now)
                 .order_by(OutboxRow.due_ms, OutboxRow.id)
                 .limit(BATCH)
             ).all()
-        claimed = [row_id for row_id in due if self._claim(row_id, now)]
-        if claimed:
-            list(self._pool.map(self._deliver, claimed))
-        return len(claimed)
+        # One thread per receiver, its notifications in order, one at a time: a receiver that
+        # hangs holds up only itself, and a kill can leave at most one send per receiver
+        # unrecorded (so at most one copy each).
+        by_channel: dict[str, list[int]] = {}
+        for row_id, channel in due:
+            by_channel.setdefault(channel, []).append(row_id)
+        self._busy = {name: f for name, f in self._busy.items() if not f.done()}
+        started = []
+        for name, row_ids in by_channel.items():
+            if name in self._busy:
+                continue
+            future = self._pool.submit(self._deliver_in_order, row_ids)
+            self._busy[name] = future
+            started.append((future, len(row_ids)))
+        if wait:
+            for future, _ in started:
+                future.result()
+        return sum(n for _, n in started)
+
+    def _deliver_in_order(self, row_ids: list[int]) -> None:
+        for row_id in row_ids:
+            if self._claim(row_id, self.now_ms()):
+                self._deliver(row_id)
 
     def _claim(self, row_id: int, now: int) -> bool:
         with self._session.begin() as s:
@@ -103,7 +131,7 @@ class Dispatcher:
         channel = self.channels.get(channel_name)
         if channel is None:
             result = DeliveryResult(False, False, f"channel {channel_name!r} is not configured any more")
-        elif not self.limiter.try_take(channel.recipient):
+        elif isinstance(channel, RATE_LIMITED) and not self.limiter.try_take(channel.recipient):
             wait_ms = int(max(0.5, self.limiter.wait_s(channel.recipient)) * 1000)
             self._requeue(row_id, wait_ms, "rate limit: waiting for the receiver's next slot")
             return
@@ -149,6 +177,7 @@ def run_forever(settings: Any, stop: threading.Event, interval_s: float = 0.2) -
     """The alert service: deliver the outbox, re-notify and escalate, release quiet modes."""
     from analysis.alerts.config import load
     from analysis.alerts.engine import AlertEngine
+    from analysis.alerts.notices import NoticePolicy, NoticeScheduler
     from analysis.alerts.voltage import ConditionWatch
     from core.store import InfluxStore
 
@@ -156,24 +185,44 @@ def run_forever(settings: Any, stop: threading.Event, interval_s: float = 0.2) -
     registry = Registry(settings.registry_url)
     engine = AlertEngine(registry, config.routes, config.policy)
     dispatcher = Dispatcher(registry, config.channels, claim_timeout_s=config.policy.claim_timeout_s)
+    notices = NoticeScheduler(  # planned-outage notices to customers; robots share the rate limit
+        registry,
+        config.notices or NoticePolicy(tz=settings.tz),
+        config.channels,
+        config.routes,
+        claim_timeout_s=config.policy.claim_timeout_s,
+        limiter=dispatcher.limiter,
+    )
     store = InfluxStore.from_settings(settings)
     watch = ConditionWatch(store, registry, engine, config.rules, config.rule_overrides)
     log.info("alerts: %d channel(s): %s", len(config.channels), ", ".join(config.channels) or "none")
-    next_watch = 0.0
+    # The rules on readings take seconds on a large fleet; delivery must not wait for them.
+    watcher = threading.Thread(target=_watch_loop, args=(watch, stop), name="alert-watch", daemon=True)
+    watcher.start()
     try:
         while not stop.is_set():
             try:
                 engine.tick()
-                if time.monotonic() >= next_watch:
-                    next_watch = time.monotonic() + WATCH_INTERVAL_S
-                    watch.run_once()
-                busy = dispatcher.run_once()
+                busy = dispatcher.run_once(wait=False)
+                busy += notices.run_once(wait=False)
             except Exception:
                 log.exception("alert pass failed; retrying")
                 busy = 0
             if not busy:
                 stop.wait(interval_s)
     finally:
+        watcher.join(timeout=30)
+        notices.close()
         dispatcher.close()
         store.close()
         registry.close()
+
+
+def _watch_loop(watch: Any, stop: threading.Event) -> None:
+    while not stop.is_set():
+        began = time.monotonic()
+        try:
+            watch.run_once()
+        except Exception:
+            log.exception("voltage and silence rules failed; retrying in %gs", WATCH_INTERVAL_S)
+        stop.wait(max(0.0, WATCH_INTERVAL_S - (time.monotonic() - began)))

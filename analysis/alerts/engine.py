@@ -48,7 +48,11 @@ from core.registry import Registry
 OUTAGE = "outage"
 VOLTAGE = "voltage"
 SILENT = "silent"
-RULE_TITLES = {VOLTAGE: "Voltage out of limits", SILENT: "Meter silent (communication loss, not an outage)"}
+RULE_TITLES = {
+    VOLTAGE: "Voltage out of limits",
+    SILENT: "Meter silent (communication loss, not an outage)",
+    "notice_failed": "Customer notice not delivered (planned outage)",
+}
 OPS = "ops"
 ESCALATION = "escalation"
 

@@ -157,8 +157,6 @@ class ConditionWatch:
         now = self.engine.now_ms()
         start = (now - WINDOW_MIN * MINUTE_MS) // MINUTE_MS * MINUTE_MS
         n = (now - start) // MINUTE_MS  # whole minutes only: the running one is not over
-        if self.store.database_missing:
-            return 0
         sites = {s.id: s for s in self.registry.sites() if s.meters}
         readings = self._recent(sites, start, now)
         last_seen = self._last_seen(sites, readings)

@@ -1,6 +1,6 @@
 """kill -9 of the alert service at random moments during a burst, over many seeds: every owed
 notification still arrives, and the only copies are of the one a killed sender had in hand
-(same idempotency key, at most one per kill)."""
+for the receiver (same idempotency key, at most one per kill and receiver)."""
 
 from __future__ import annotations
 

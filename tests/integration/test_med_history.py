@@ -46,15 +46,20 @@ def days(first: date, last: date) -> list[date]:
 
 def outage(site: str, start_ms: int, duration_s: float) -> str:
     length = "short" if duration_s <= 180 else "sustained"
-    return line(
+    return line(  # the point the worker writes (analysis.worker.outage_lines)
         "outage",
-        {"site": site, "cause": "unplanned", "length": length},
+        {"site": site},
         {
             "start_ms": start_ms,
             "end_ms": start_ms + int(duration_s * 1000),
             "duration_s": duration_s,
             "open": False,
+            "cause": "unplanned",
+            "length": length,
             "source": "event",
+            "start_source": "event",
+            "end_source": "event",
+            "valid": True,
         },
         start_ms,
     )

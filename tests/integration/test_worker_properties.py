@@ -85,6 +85,9 @@ def event_outages(draw: st.DrawFn, n_days: int) -> EventOutage:
         twin_off=draw(rare),
         second_off_pm=draw(st.one_of(st.none(), st.none(), st.integers(1, 999))),
         zero_readings=draw(rare),
+        # Meters upload their records after power returns: late, and not always together.
+        off_late=draw(st.sampled_from([None, None, None, 2, 3, 4])),
+        on_late=draw(st.sampled_from([None, None, None, 2, 3, 4])),
     )
 
 
@@ -101,24 +104,37 @@ def account(draw: st.DrawFn, n_days: int) -> Account:
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> Scenario:
+def scenarios(draw: st.DrawFn, max_accounts: int = 3) -> Scenario:
     n_days = draw(st.integers(3, 5))
     accs = tuple(
         replace(a, site=f"S{n + 1}")
-        for n, a in enumerate(draw(st.lists(account(n_days), min_size=1, max_size=3)))
+        for n, a in enumerate(draw(st.lists(account(n_days), min_size=1, max_size=max_accounts)))
     )
-    n_items = max(len(items(Scenario(n_days, accs))), 1)
+    all_items = items(Scenario(n_days, accs))
+    n_items = max(len(all_items), 1)
     late = st.integers(0, len(LATENESS_MS) - 1)
-    some_items = st.lists(st.tuples(st.integers(0, n_items - 1), late), max_size=12)
+    mostly_on_time = st.sampled_from([0, 0, 0, 1, 2, 3, 4])
+    # Half the picks are event records: their order is what outage reconstruction is about.
+    events = [n for n, i in enumerate(all_items) if i.kind == "event"]
+    pick = st.integers(0, n_items - 1)
+    if events:
+        pick = st.one_of(st.sampled_from(events), pick)
+    some_items = st.lists(st.tuples(pick, late), max_size=12)
     horizon = n_days * MINUTES_PER_DAY + 12 * 60
+    # Any time, or just after a midnight (when a day's last readings are in).
+    pass_time = st.one_of(
+        st.integers(0, horizon - 1), st.integers(1, n_days).map(lambda d: d * MINUTES_PER_DAY + 5)
+    )
+    # Often a pass after every midnight as well, as a worker running all day would make.
+    daily = st.sampled_from([frozenset(), {d * MINUTES_PER_DAY + 5 for d in range(1, n_days + 1)}])
     return Scenario(
         n_days,
         accs,
-        late_readings=draw(late),
-        late_events=draw(late),
+        late_readings=draw(mostly_on_time),
+        late_events=draw(mostly_on_time),
         late=tuple(draw(some_items)),
-        replays=tuple(draw(st.lists(st.tuples(st.integers(0, n_items - 1), late), max_size=3))),
-        pass_min=tuple(sorted(set(draw(st.lists(st.integers(0, horizon - 1), min_size=1, max_size=4))))),
+        replays=tuple(draw(st.lists(st.tuples(pick, late), max_size=3))),
+        pass_min=tuple(sorted(set(draw(st.lists(pass_time, min_size=1, max_size=4))) | draw(daily))),
         clock=draw(st.booleans()),
     )
 
@@ -166,22 +182,15 @@ def test_late_power_on_and_a_later_outage_on_time(influx: LocalInflux) -> None:
         phases=3,
         interval_s=900,
         outages=(
-            EventOutage(start_s=23 * 3600 + 30 * 60, duration_s=50 * 60),  # day 1 23:30 - day 2 00:20
-            EventOutage(start_s=2 * SECONDS_PER_DAY + 10 * 3600, duration_s=40 * 60),  # day 3 10:00-10:40
+            # Day 1 23:30 - day 2 00:20; its power_on arrives only at the end.
+            EventOutage(start_s=23 * 3600 + 30 * 60, duration_s=50 * 60, on_late=len(LATENESS_MS) - 1),
+            # Day 3 10:00 - 10:40, on time.
+            EventOutage(start_s=2 * SECONDS_PER_DAY + 10 * 3600, duration_s=40 * 60),
         ),
     )
-    power_on = next(
-        n for n, i in enumerate(items(Scenario(3, (acc,)))) if i.label.startswith("power_on 03-08")
-    )
-    sc = Scenario(
-        3,
-        (acc,),
-        # Everything arrives a minute after it happened, but the first outage's power_on only at the end.
-        late=((power_on, len(LATENESS_MS) - 1),),
-        # Pass 1 (full) just after the last day, pass 2 (incremental) after the power_on alone,
-        # then one more incremental pass.
-        pass_min=(3 * MINUTES_PER_DAY + 5,),
-    )
+    # Everything else arrives a minute after it happened. Pass 1 (full) runs just after the
+    # last day, pass 2 (incremental) after the late power_on alone, then one more.
+    sc = Scenario(3, (acc,), pass_min=(3 * MINUTES_PER_DAY + 5,))
     run_scenario(influx, sc, explain=True)
 
 
@@ -202,6 +211,12 @@ FOUND = {
             Account("S2", 3, 900, outages=(EventOutage(0, 1), EventOutage(2, 1))),
         ),
         pass_min=(2,),
+    ),
+    # A site without data at the first (full) pass: its data arrives later, all but one day
+    # of it silent (no reading from 20:00 on day 1 to midnight on day 3, so no dirty mark
+    # for day 2). The incremental passes never wrote day 2; the full pass writes it.
+    "silent_day_of_a_site_new_since_the_first_pass": Scenario(
+        3, (Account("S1", 3, 900, episodes=(Episode("gap", 20 * 60, 28 * 60),)),), pass_min=(0,)
     ),
 }
 

@@ -28,7 +28,7 @@ import pandas as pd
 
 from analysis.calendar import MINUTE_MS, day_start_ms, days_between, local_day
 from analysis.rollup import RollupPolicy, rollup_site
-from analysis.worker import run_once, site_spec
+from analysis.worker import NOT_STORED, run_once, site_spec
 from collector.contract import decode
 from collector.service import BUCKET_MS, local_days, meter_infos
 from core.registry import Registry
@@ -77,6 +77,8 @@ class EventOutage:
     twin_off: bool = False  # another power_off record at the same instant, another event_id
     second_off_pm: int | None = None  # a second power_off while open, this many per mille in
     zero_readings: bool = False  # the meter reads ~0 V through it (1-minute readings); else silence
+    off_late: int | None = None  # how late its power_off record arrives (LATENESS_MS); None: as other events
+    on_late: int | None = None  # how late its power_on record arrives
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ class Item:
     payload: Any
     ready_ms: int  # when it could first be sent: its last reading's window has ended, or the event time
     label: str
+    late: int | None = None  # its own lateness (LATENESS_MS index); None: the scenario's default
 
     @property
     def topic(self) -> str:
@@ -203,24 +206,25 @@ def account_readings(sc: Scenario, acc: Account) -> dict[int, dict[str, Any]]:
     return dict(sorted(out.items()))
 
 
-def account_events(sc: Scenario, acc: Account) -> list[tuple[dict[str, Any], str]]:
-    """(event object, label) in the order they were recorded."""
+def account_events(sc: Scenario, acc: Account) -> list[tuple[dict[str, Any], str, int | None]]:
+    """(event object, label, its own lateness or None) in the order they were recorded."""
     t0 = sc.t0
-    events: list[tuple[dict[str, Any], str]] = []
+    events: list[tuple[dict[str, Any], str, int | None]] = []
     for j, o in enumerate(acc.outages):
         start = t0 + o.start_s * 1000
         end = start + o.duration_s * 1000
         p = f"{acc.site}-o{j}"
         if not o.lose_off:
             off = {"event_id": f"{p}-off", "ts": start, "type": "power_off"}
-            events.append((off, f"power_off {fmt(start)}"))
+            events.append((off, f"power_off {fmt(start)}", o.off_late))
             if o.replay_off:
-                events.append((dict(off), f"power_off {fmt(start)} (replayed)"))
+                events.append((dict(off), f"power_off {fmt(start)} (replayed)", None))
         if o.twin_off:
             events.append(
                 (
                     {"event_id": f"{p}-twin", "ts": start, "type": "power_off"},
                     f"power_off {fmt(start)} (twin id)",
+                    None,
                 )
             )
         if o.second_off_pm is not None:
@@ -230,10 +234,12 @@ def account_events(sc: Scenario, acc: Account) -> list[tuple[dict[str, Any], str
                     (
                         {"event_id": f"{p}-off2", "ts": ts, "type": "power_off"},
                         f"power_off {fmt(ts)} (second)",
+                        None,
                     )
                 )
         if not o.lose_on and end < NOW_MS - MINUTE_MS:
-            events.append(({"event_id": f"{p}-on", "ts": end, "type": "power_on"}, f"power_on {fmt(end)}"))
+            on = {"event_id": f"{p}-on", "ts": end, "type": "power_on"}
+            events.append((on, f"power_on {fmt(end)}", o.on_late))
     for k, ep in enumerate(e for e in acc.episodes if e.kind == "dip"):
         ts = t0 + ep.start_min * MINUTE_MS + 1234
         dip = {
@@ -244,7 +250,7 @@ def account_events(sc: Scenario, acc: Account) -> list[tuple[dict[str, Any], str
             "duration_ms": 180.0,
             "residual_pct": 60.0,
         }
-        events.append((dip, f"dip {fmt(ts)}"))
+        events.append((dip, f"dip {fmt(ts)}", None))
     return events
 
 
@@ -260,8 +266,8 @@ def items(sc: Scenario) -> list[Item]:
             ready = last["ts"] + last["interval_s"] * 1000
             label = f"readings {fmt(sc.t0 + k * CHUNK_MS)}+6h ({len(rows)})"
             out.append(Item(acc.site, acc.meter, "reading", rows, ready, label))
-        for event, label in account_events(sc, acc):
-            out.append(Item(acc.site, acc.meter, "event", event, int(event["ts"]), label))
+        for event, label, late in account_events(sc, acc):
+            out.append(Item(acc.site, acc.meter, "event", event, int(event["ts"]), label, late))
     return out
 
 
@@ -275,7 +281,10 @@ class Batch:
 def batches(sc: Scenario) -> list[Batch]:
     """What arrives before each pass: an item arrives at ready + its lateness (at most NOW_MS)."""
     all_items = items(sc)
-    lateness = [sc.late_readings if i.kind == "reading" else sc.late_events for i in all_items]
+    lateness = [
+        i.late if i.late is not None else sc.late_readings if i.kind == "reading" else sc.late_events
+        for i in all_items
+    ]
     for i, late in sc.late:
         if all_items:
             lateness[i % len(all_items)] = late
@@ -297,6 +306,11 @@ def batches(sc: Scenario) -> list[Batch]:
     return out
 
 
+def _late_text(late: int) -> str:
+    delay = LATENESS_MS[late]
+    return "at the end" if delay is None else f"+{delay // MINUTE_MS}min"
+
+
 def describe(sc: Scenario) -> str:
     lines = [f"days {sc.first_day} .. {TODAY - timedelta(days=1)}; now {fmt(NOW_MS)}; clock={sc.clock}"]
     for acc in sc.accounts:
@@ -310,6 +324,9 @@ def describe(sc: Scenario) -> str:
             ]
             if o.second_off_pm is not None:
                 flags.append(f"second_off@{o.second_off_pm}permille")
+            for k in ("off_late", "on_late"):
+                if getattr(o, k) is not None:
+                    flags.append(f"{k}={_late_text(getattr(o, k))}")
             lines.append(f"    outage {fmt(sc.t0 + o.start_s * 1000)} for {o.duration_s}s {' '.join(flags)}")
     for n, b in enumerate(batches(sc)):
         kind = "full" if n == 0 else "incremental"
@@ -405,6 +422,8 @@ class Harness:
                     {k: _plain(v) for k, v in rec.items() if not _missing(v)} for rec in df.to_dict("records")
                 ]
                 for rec in sorted(records, key=repr):
+                    if name == "outage" and rec.get("valid") is False:
+                        continue  # withdrawn: what the reports read skips it too
                     base = (name, *(rec.get(t) for t in tags), int(rec["time"]))
                     n = next(i for i in itertools.count() if (*base, i) not in rows)
                     rows[(*base, n)] = {k: v for k, v in rec.items() if k not in ("time", *tags)}
@@ -445,9 +464,7 @@ class Harness:
             result = rollup_site(spec, rframe, eframe, days, policy, now_ms, [])
             for rec in result.vq.to_dict("records"):
                 key = ("vq_daily", site.id, rec["phase"], int(rec["day_ms"]), 0)
-                rows[key] = {
-                    k: _plain(v) for k, v in rec.items() if k not in ("day_ms", "phase") and not _missing(v)
-                }
+                rows[key] = {k: _plain(v) for k, v in rec.items() if k not in NOT_STORED and not _missing(v)}
             for rec in result.rel.to_dict("records"):
                 rows[("rel_daily", site.id, int(rec["day_ms"]), 0)] = {
                     k: _plain(v) for k, v in rec.items() if k != "day_ms"
