@@ -97,6 +97,19 @@ class AlertError(PqmonError):
     pass
 
 
+def _payload(incident: IncidentRow, kind: str, sites: list[dict[str, Any]]) -> dict[str, Any]:
+    """The machine-readable notification: what webhooks and MQTT subscribers get."""
+    return {
+        "incident": incident.id,
+        "rule": incident.rule,
+        "kind": kind,
+        "group": incident.group_key,
+        "state": incident.state,
+        "severity": incident.severity,
+        "sites": sites,
+    }
+
+
 def site_infos(registry: Registry) -> dict[str, SiteInfo]:
     planned = registry.all_planned_outages()
     out = {}
@@ -444,16 +457,7 @@ class AlertEngine:
             else:
                 minutes = float(x["duration_s"] or 0.0) / 60.0
                 lines.append(f"- {x['site']} {x['name']}: {x['start']} to {x['end']} ({minutes:.1f} min)")
-        payload = {
-            "incident": incident.id,
-            "rule": incident.rule,
-            "kind": kind,
-            "group": incident.group_key,
-            "state": incident.state,
-            "severity": incident.severity,
-            "sites": sites,
-        }
-        return headline, "\n".join(lines), payload
+        return headline, "\n".join(lines), _payload(incident, kind, sites)
 
     def _render_condition(
         self, incident: IncidentRow, kind: str, sites: list[dict[str, Any]]
@@ -473,17 +477,7 @@ class AlertEngine:
         for x in sites:
             until = f" to {x['end']}" if x["end"] else ""
             lines.append(f"- {x['site']} {x['name']}: since {x['start']}{until}")
-        payload = {
-            "incident": incident.id,
-            "rule": incident.rule,
-            "kind": kind,
-            "group": incident.group_key,
-            "state": incident.state,
-            "severity": incident.severity,
-            "detail": incident.detail,
-            "sites": sites,
-        }
-        return headline, "\n".join(lines), payload
+        return headline, "\n".join(lines), _payload(incident, kind, sites) | {"detail": incident.detail}
 
     # -- time passing ---------------------------------------------------------------------------
     def tick(self) -> None:
