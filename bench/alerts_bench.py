@@ -979,7 +979,7 @@ def report(number: int, r: PhaseResult, args: argparse.Namespace) -> bool:
             "created -> claimed (alert service)",
             trio(bp["queue"]),
             trio(br["queue"]),
-            "engine commit, 0.2 s poll, watch passes, rate-limit requeues",
+            "engine commit, 0.2 s poll, the database shared with the watch thread",
         ),
         (
             "claimed -> arrival (send)",
@@ -1124,9 +1124,9 @@ def bounds_text() -> str:
         "(woken by each spool commit); "
         f"InfluxDB write, dirty marks and the alert engine in one writer thread; alert service poll "
         f"{poll:g}s when idle, {dispatch.BATCH} rows a pass"
-        + (f", voltage and silence watch every {watch:g}s in the same loop" if watch else "")
-        + f"; per-receiver rate limit {limiter['per_minute'].default:g}/min, "
-        f"burst {limiter['burst'].default:g} (every channel type)"
+        + (f", voltage and silence watch every {watch:g}s in a thread of its own" if watch else "")
+        + f"; per-robot rate limit {limiter['per_minute'].default:g}/min, "
+        f"burst {limiter['burst'].default:g} (DingTalk and WeCom only; the webhook here has none)"
     )
 
 
