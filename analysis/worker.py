@@ -3,9 +3,12 @@
 Thin I/O around :mod:`analysis.rollup`. The first pass (or ``--full``) computes every day
 with data inside the look-back window. Later passes are incremental: they recompute the
 days the collector marked dirty (late data), the days still in progress at the previous
-pass, and the days of outages that are still open. A window grows until it holds every
-outage that touches it, so an outage is never half recomputed; a recomputation
-overwrites what was there, so running it twice changes nothing.
+pass, the days of outages that are still open, and every day of a site seen for the first
+time. A window grows until it holds, whole, every outage that touches it: those found now
+and those stored before, which the recomputation may remove, shorten, split or move. So
+after the passes that follow the data, the derived rows equal what ``--full`` writes.
+Nothing is deleted: rows and outage points are overwritten in place, and an outage that
+is no longer found is marked ``valid=false`` (see :func:`withdrawn_lines`).
 """
 
 from __future__ import annotations
