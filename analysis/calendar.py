@@ -1,4 +1,4 @@
-"""Local-calendar days as UTC epoch-millisecond ranges (DESIGN §5: periods local, storage UTC)."""
+"""Local-calendar days as UTC epoch-millisecond ranges (README: Definitions: periods local, storage UTC)."""
 
 from __future__ import annotations
 

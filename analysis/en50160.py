@@ -1,4 +1,4 @@
-"""The EN 50160 profile (standards.md §4.1, §4.2): 10-min values judged over a week.
+"""The EN 50160 profile (the standards' worked examples, §4.2): 10-min values judged over a week.
 
 Each check takes the values of one evaluation period (a week of 10-min values, or a year of
 10-s frequency values) and reports the share within the band and the verdict. Intervals
@@ -30,7 +30,7 @@ EN50160_HARMONIC_SHARE_PCT = 5.0  # N1/N and N2/N may each be at most 5 %
 DIP_THRESHOLD_PCT = 90.0
 SWELL_THRESHOLD_PCT = 110.0
 
-# EN 50160:2010 LV harmonic limits, % of U1 (standards.md §4.1, [V S19, S20]); no values above the 25th.
+# EN 50160:2010 LV harmonic limits, % of U1; no values above the 25th.
 EN50160_HARMONIC_LIMITS_PCT: Mapping[int, float] = MappingProxyType(
     {
         2: 2.0, 3: 5.0, 4: 1.0, 5: 6.0, 7: 5.0, 9: 1.5, 11: 3.5, 13: 3.0, 15: 0.5,
@@ -76,7 +76,7 @@ class ShareResult:
 
 @dataclass(frozen=True)
 class HarmonicsResult:
-    """EN 50160 harmonic compliance on N valid intervals (standards.md §4.1, EN-7)."""
+    """EN 50160 harmonic compliance on N valid intervals (the standards' worked examples, EN-7)."""
 
     n: int
     n_flagged: int

@@ -1,6 +1,6 @@
 """The fleet report: every key account side by side, and the fleet's indices.
 
-Each key account counts as one customer (DESIGN §5). Reads only roll-ups and the derived
+Each key account counts as one customer (README: Definitions). Reads only roll-ups and the derived
 outage series; the pure index functions live in :mod:`analysis.fleet`. Figures that need
 data the store does not have are None, never a perfect 100 % or 0 outages.
 """
@@ -221,7 +221,7 @@ def _fleet_voltage(table: pd.DataFrame) -> dict[str, Any]:
         return {"vqr_pooled_pct": None, "vqr_mean_pct": None}
     rates = [v for v in table["vqr_pct"] if v is not None and not pd.isna(v)]
     return {
-        # Both aggregations of standards.md §1.4, since they differ: time-pooled and point mean.
+        # Both aggregations of the standards' worked examples, since they differ: time-pooled and point mean.
         "vqr_pooled_pct": vqr_pct(
             table["over_min"].sum(), table["under_min"].sum(), table["monitored_min"].sum()
         ),

@@ -1,4 +1,4 @@
-"""Outage reconstruction from meter events and readings (DESIGN §5).
+"""Outage reconstruction from meter events and readings (README: Definitions).
 
 Meters upload power-off records after power returns, so events arrive late, out of order,
 twice, or never. The rules, each chosen so that the figure a manager signs does not depend

@@ -1,4 +1,4 @@
-"""The part of a report period that a site was monitored for (DESIGN §5).
+"""The part of a report period that a site was monitored for (README: Definitions).
 
 RS-1 and coverage are ratios over time. Counting the days before a site was commissioned
 as supplied time would let a meter installed in the last week of a month show RS-1 of

@@ -1,9 +1,9 @@
-"""Voltage qualification on one-minute statistics (GB/T 12325-2008, DESIGN §5).
+"""Voltage qualification on one-minute statistics (GB/T 12325-2008, README: Definitions).
 
 VQR % = (1 - (over + under) / monitored) x 100, where every count is in one-minute units.
 A minute is out of limits only when its mean is strictly above the upper or strictly below
 the lower limit. Outage and missing minutes are not monitored time unless the
-``outage_as_under`` policy (standards.md D1b) counts outage minutes as under-limit.
+``outage_as_under`` policy (the standards' worked examples D1b) counts outage minutes as under-limit.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def count_by_day(mask: np.ndarray, day_edges: np.ndarray) -> np.ndarray:
 
 
 def outage_minute_mask(intervals_ms: list[tuple[int, int]], start_ms: int, n_minutes: int) -> np.ndarray:
-    """Minutes that overlap any outage; 12:00:00 to 12:45:00 covers 45 of them (DESIGN §5)."""
+    """Minutes that overlap any outage; 12:00:00 to 12:45:00 covers 45 of them (README: Definitions)."""
     mask = np.zeros(n_minutes, dtype=bool)
     for begin, end in intervals_ms:
         first = max(0, (begin - start_ms) // MINUTE_MS)

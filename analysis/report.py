@@ -1,4 +1,4 @@
-"""The supply-quality report of a site (DESIGN §8), assembled from the daily roll-ups.
+"""The supply-quality report of a site (README: Command line), assembled from the daily roll-ups.
 
 Month and year figures are sums of days; raw readings are never rescanned here.
 """
@@ -132,7 +132,7 @@ def site_report(
     *,
     en50160_min_coverage_pct: float = EN50160_MIN_COVERAGE_PCT,
 ) -> dict[str, Any]:
-    """The report JSON of DESIGN §8 for whole local days, ``day_to`` inclusive; numbers unrounded.
+    """The report JSON of README: Command line for whole local days, ``day_to`` inclusive; numbers unrounded.
 
     Every ratio is over the site's monitored life inside the period (see
     :mod:`analysis.period`); the report says which days that was.
@@ -238,7 +238,7 @@ def _out_per_channel(figures: dict[str, Any], channels: float) -> float | None:
 
 
 def last_mile_gap(customer: dict[str, Any], supply: dict[str, Any]) -> dict[str, float | None]:
-    """Customer minus supply side: what the last mile costs the account (DESIGN §1)."""
+    """Customer minus supply side: what the last mile costs the account (README)."""
 
     def diff(key: str) -> float | None:
         a, b = customer.get(key), supply.get(key)

@@ -1,4 +1,4 @@
-"""Broker security from the registry: one credential per meter and an ACL (DESIGN §6).
+"""Broker security from the registry: one credential per meter and an ACL (README: security).
 
 A meter's user is ``<site>/<meter>``; the ACL lets it publish only under its own
 ``pq/v1/<site>/<meter>/``. The collector's user may read ``pq/v1/#``. Passwords are

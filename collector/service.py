@@ -128,7 +128,7 @@ class Collector:
 
         Mosquitto 2.0 does not restore shared subscriptions from its persistence file, so
         after a broker restart a shared group misses what is published before the collector
-        resubscribes; a plain subscription of a persistent session does not (DESIGN §2 departs).
+        resubscribes; a plain subscription of a persistent session does not.
         """
         group = self.settings.mqtt_share_group
         return f"$share/{group}/{TOPICS}" if group else TOPICS

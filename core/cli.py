@@ -1,4 +1,4 @@
-"""The ``pqmon`` command line (DESIGN §8). The only place errors become messages and exit codes."""
+"""The ``pqmon`` command line (README: Command line). The only place errors become messages and exit codes."""
 
 from __future__ import annotations
 
@@ -517,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_simulate)
 
     reg = sub.add_parser("registry", help="sites and meters").add_subparsers(dest="sub", required=True)
-    p = reg.add_parser("import", help="add or update sites and meters from a CSV (DESIGN §8)")
+    p = reg.add_parser("import", help="add or update sites and meters from a CSV (README: Command line)")
     p.add_argument("file")
     p.set_defaults(func=cmd_registry_import)
 

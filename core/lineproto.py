@@ -1,7 +1,7 @@
 """InfluxDB line protocol and InfluxQL identifier safety.
 
 Identifiers that reach InfluxQL are validated against one pattern and quoted;
-nothing typed by a user is pasted into a query (DESIGN §3).
+nothing typed by a user is pasted into a query (README: InfluxDB).
 """
 
 from __future__ import annotations

@@ -396,7 +396,7 @@ class Registry:
             }
 
     def import_csv(self, path: str | Path) -> ImportResult:
-        """Add or update sites and meters from the registry CSV (DESIGN §8); all or nothing."""
+        """Add or update sites and meters from the registry CSV (README: Command line); all or nothing."""
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
@@ -494,7 +494,7 @@ class Registry:
         return self.user(name)
 
     def visible_site_ids(self, user: User, kind: str | None = "account") -> list[str]:
-        """The one authorization rule (DESIGN §6): which sites a user may read."""
+        """The one authorization rule (README: security): which sites a user may read."""
         sites = self.sites(kind)
         if user.role in ("admin", "operator"):
             return [s.id for s in sites]

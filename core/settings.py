@@ -1,4 +1,4 @@
-"""One typed settings object per process, read from the environment (DESIGN §8).
+"""One typed settings object per process, read from the environment (README: Command line).
 
 An optional TOML file (``PQMON_CONFIG``) may set the same names; the environment wins.
 Secrets are wrapped in :class:`Secret` so that they never show up in a repr or a log.

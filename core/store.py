@@ -1,4 +1,4 @@
-"""The InfluxDB store, over the v1-compatible HTTP API (DESIGN §3).
+"""The InfluxDB store, over the v1-compatible HTTP API (README: InfluxDB).
 
 ``/write`` takes line protocol, ``/query`` takes InfluxQL. InfluxDB 1.x serves it natively;
 2.x and 3.x serve it through their v1 endpoints (DBRP mapping, ``Authorization: Token``).

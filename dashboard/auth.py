@@ -1,4 +1,4 @@
-"""The one authorization layer of the dashboard (DESIGN §6).
+"""The one authorization layer of the dashboard (README: security).
 
 Three outcomes, as in dash-auth: not logged in (:class:`NotAuthenticated`),
 forbidden (:class:`Forbidden`), allowed (the :class:`User` is returned).

@@ -1,4 +1,4 @@
-"""Reporting periods in whole local days (DESIGN §5: periods follow the local calendar)."""
+"""Reporting periods in whole local days (README: Definitions: periods follow the local calendar)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Failed-login throttling, per user name and per client address (DESIGN §6).
+"""Failed-login throttling, per user name and per client address (README: security).
 
 In-process state: each dashboard process counts its own failures. The clock is
 injected so tests can move time without sleeping.

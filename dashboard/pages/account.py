@@ -80,7 +80,7 @@ def card(label: str, value: str, detail: str = "", card_id: str | None = None) -
 
 
 def headline(report: dict[str, Any]) -> list[Any]:
-    """Cards and the per-phase table from a report (DESIGN §8 shape)."""
+    """Cards and the per-phase table from a report (README: Command line shape)."""
     outages = report.get("outages") or {}
     cards = [
         card(

@@ -1,4 +1,4 @@
-"""The dashboard in a real browser, against a real InfluxDB and registry (DESIGN §6).
+"""The dashboard in a real browser, against a real InfluxDB and registry (README: security).
 
 Each test proves one promise: the right figures reach the right people, and nobody
 gets another account's figures through a page, a callback or an unauthenticated call.

@@ -1,4 +1,4 @@
-"""Broker security from the registry (DESIGN §6): per-meter credentials, an ACL, TLS.
+"""Broker security from the registry (README: security): per-meter credentials, an ACL, TLS.
 
 A real Mosquitto runs with the ``passwd`` and ``acl`` that ``write_credentials`` makes
 from a registry of two meters, A001/M1 and A002/M1. MQTT v5 clients, so the broker's

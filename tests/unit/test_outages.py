@@ -1,4 +1,4 @@
-"""Outage pairing and per-account reliability (standards.md §2.4)."""
+"""Outage pairing and per-account reliability (the standards' worked examples)."""
 
 import pandas as pd
 import pytest

@@ -1,4 +1,4 @@
-"""Voltage qualification against the worked examples of standards.md §1.6."""
+"""Voltage qualification against the worked examples of the standards' worked examples"""
 
 from datetime import date
 

@@ -1,4 +1,4 @@
-"""Registry CSV import (DESIGN §8) and the authorization rule (DESIGN §6)."""
+"""Registry CSV import (README: Command line) and the authorization rule (README: security)."""
 
 from pathlib import Path
 
