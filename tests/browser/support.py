@@ -8,7 +8,9 @@ from datetime import date
 
 import requests
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -163,7 +165,24 @@ def login(driver: webdriver.Chrome, base: str, name: str, password: str) -> None
     driver.find_element(By.ID, "login-password").send_keys(password)
     old = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.ID, "login-submit").click()
-    wait(driver).until(ec.staleness_of(old))
+    wait(driver).until(lambda _: is_detached(old))
+
+
+def is_detached(element: WebElement) -> bool:
+    """True once the page holding ``element`` has been replaced.
+
+    Chromium reports a node of the unloaded document either as stale or, mid-navigation, as
+    "Node with given id does not belong to the document"; both mean the same here.
+    """
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        if "does not belong to the document" in str(exc):
+            return True
+        raise
+    return False
 
 
 def requests_login(base: str, name: str, password: str) -> tuple[requests.Session, requests.Response]:
