@@ -44,6 +44,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from core.errors import RegistryError
 from core.lineproto import valid_ident
+from core.settings import LANGS
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,6 @@ CSV_COLUMNS = (
 OPTIONAL_CSV_COLUMNS = ("commissioned",)
 # Contacts CSV (pqmon contacts import): one row per person of a key account.
 CONTACT_CSV_COLUMNS = ("site_id", "name", "phone", "email", "robot_url", "robot_secret", "lang")
-LANGS = ("zh-CN", "en")
 # Planned-outage windows and the notices owed to customers (analysis.alerts.notices).
 WINDOW_ACTIVE = "active"
 WINDOW_CANCELLED = "cancelled"
@@ -122,6 +122,9 @@ class UserRow(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str] = mapped_column(String(256))
+    # None: the PQMON_LANG default. Nullable so older registries gain them in place.
+    lang: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    disabled: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
 
 class UserSiteRow(Base):
@@ -277,6 +280,8 @@ class User:
     name: str
     role: str
     sites: frozenset[str]
+    lang: str | None = None
+    disabled: bool = False
 
 
 @dataclass(frozen=True)
@@ -285,6 +290,10 @@ class ImportResult:
     sites_updated: int
     meters_added: int
     meters_updated: int
+    # The CSV's manager column assigns the account to that manager user once, at import;
+    # a name with no manager user behind it assigns nothing (and no later user inherits it).
+    assignments_added: int = 0
+    unknown_managers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -357,6 +366,7 @@ class Registry:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         import analysis.alerts.state  # noqa: F401  (its tables live in this database too)
+        import core.accounts  # noqa: F401  (sessions, API tokens, audit log)
 
         Base.metadata.create_all(self.engine)
         _add_missing_columns(self.engine)
@@ -406,7 +416,8 @@ class Registry:
         return self.upsert_rows(rows, source=str(path))
 
     def upsert_rows(self, rows: Iterable[tuple[int, dict[str, str]]], source: str = "rows") -> ImportResult:
-        counts = {"sa": 0, "su": 0, "ma": 0, "mu": 0}
+        counts = {"sa": 0, "su": 0, "ma": 0, "mu": 0, "as": 0}
+        unknown_managers: set[str] = set()
         with self._session.begin() as s:
             for lineno, raw in rows:
                 try:
@@ -442,7 +453,19 @@ class Registry:
                 else:
                     meter.nominal_v = nominal_v
                     counts["mu"] += 1
-        return ImportResult(counts["sa"], counts["su"], counts["ma"], counts["mu"])
+                if site.manager:
+                    assigned = _assign_manager(s, site.manager, site.id)
+                    counts["as"] += assigned is True
+                    if assigned is None:
+                        unknown_managers.add(site.manager)
+        return ImportResult(
+            counts["sa"],
+            counts["su"],
+            counts["ma"],
+            counts["mu"],
+            counts["as"],
+            tuple(sorted(unknown_managers)),
+        )
 
     # -- users ------------------------------------------------------------------------------
     def add_user(self, name: str, role: str, password: str, sites: Iterable[str] = ()) -> User:
@@ -450,15 +473,8 @@ class Registry:
             raise RegistryError(f"user name {name!r}: use 1-64 of A-Z a-z 0-9 _ . -")
         if role not in ROLES:
             raise RegistryError(f"role {role!r} is not one of {', '.join(ROLES)}")
-        if len(password) < 8:
-            raise RegistryError("the password must have at least 8 characters")
-        site_ids = sorted(set(sites))
-        known = {s.id for s in self.sites()}
-        unknown = [sid for sid in site_ids if sid not in known]
-        if unknown:
-            raise RegistryError(f"unknown site(s) {', '.join(unknown)}; import them first")
-        if role == "customer" and not site_ids:
-            raise RegistryError("a customer must be given their site(s) with --site")
+        _check_password(password)
+        site_ids = self._check_assignment(role, sites)
         with self._session.begin() as s:
             row = s.get(UserRow, name)
             pw_hash = generate_password_hash(password)
@@ -467,20 +483,48 @@ class Registry:
             else:
                 row.role, row.password_hash = role, pw_hash
             s.flush()
-            for old in s.scalars(select(UserSiteRow).where(UserSiteRow.user_name == name)):
-                s.delete(old)
-            s.flush()
-            for sid in site_ids:
-                s.add(UserSiteRow(user_name=name, site_id=sid))
+            self._assign(s, name, site_ids)
         return User(name, role, frozenset(site_ids))
 
+    def _check_assignment(self, role: str, sites: Iterable[str]) -> list[str]:
+        if role not in ROLES:
+            raise RegistryError(f"role {role!r} is not one of {', '.join(ROLES)}")
+        site_ids = sorted(set(sites))
+        known = {s.id for s in self.sites()}
+        unknown = [sid for sid in site_ids if sid not in known]
+        if unknown:
+            raise RegistryError(f"unknown site(s) {', '.join(unknown)}; import them first")
+        if role == "customer" and not site_ids:
+            raise RegistryError("a customer must be given their site(s) with --site")
+        return site_ids
+
+    @staticmethod
+    def _assign(s: Session, name: str, site_ids: list[str]) -> None:
+        for old in s.scalars(select(UserSiteRow).where(UserSiteRow.user_name == name)):
+            s.delete(old)
+        s.flush()
+        for sid in site_ids:
+            s.add(UserSiteRow(user_name=name, site_id=sid))
+
     def user(self, name: str) -> User | None:
+        """The user, or None if unknown or disabled (a disabled user can do nothing)."""
         with self._session() as s:
             row = s.get(UserRow, name)
-            if row is None:
+            if row is None or row.disabled:
                 return None
             sites = s.scalars(select(UserSiteRow.site_id).where(UserSiteRow.user_name == name))
-            return User(row.name, row.role, frozenset(sites))
+            return User(row.name, row.role, frozenset(sites), row.lang)
+
+    def users(self) -> list[User]:
+        """Every user, disabled ones included (for the admin page)."""
+        with self._session() as s:
+            assigned: dict[str, set[str]] = {}
+            for link in s.scalars(select(UserSiteRow)):
+                assigned.setdefault(link.user_name, set()).add(link.site_id)
+            return [
+                User(r.name, r.role, frozenset(assigned.get(r.name, ())), r.lang, bool(r.disabled))
+                for r in s.scalars(select(UserRow).order_by(UserRow.name))
+            ]
 
     def authenticate(self, name: str, password: str) -> User | None:
         with self._session() as s:
@@ -489,18 +533,56 @@ class Registry:
                 # Same work as a real check, so timing does not reveal which names exist.
                 check_password_hash(_dummy_hash(), password)
                 return None
-            if not check_password_hash(row.password_hash, password):
+            if not check_password_hash(row.password_hash, password) or row.disabled:
                 return None
         return self.user(name)
 
+    def set_password(self, name: str, password: str) -> None:
+        """Only the hash changes; end the user's sessions too (core.accounts does both)."""
+        _check_password(password)
+        with self._session.begin() as s:
+            row = s.get(UserRow, name)
+            if row is None:
+                raise RegistryError(f"no user {name!r}")
+            row.password_hash = generate_password_hash(password)
+
+    def set_user_lang(self, name: str, lang: str | None) -> None:
+        if lang is not None and lang not in LANGS:
+            raise RegistryError(f"language {lang!r} is not one of {', '.join(LANGS)}")
+        with self._session.begin() as s:
+            row = s.get(UserRow, name)
+            if row is None:
+                raise RegistryError(f"no user {name!r}")
+            row.lang = lang
+
+    def set_user_sites(self, name: str, role: str, sites: Iterable[str]) -> User:
+        """Change a user's role and site assignments, keeping the password."""
+        site_ids = self._check_assignment(role, sites)
+        with self._session.begin() as s:
+            row = s.get(UserRow, name)
+            if row is None:
+                raise RegistryError(f"no user {name!r}")
+            row.role = role
+            self._assign(s, name, site_ids)
+        return User(name, role, frozenset(site_ids), row.lang, bool(row.disabled))
+
+    def assign_site(self, user_name: str, site_id: str) -> None:
+        with self._session.begin() as s:
+            if s.get(UserSiteRow, (user_name, site_id)) is None:
+                s.add(UserSiteRow(user_name=user_name, site_id=site_id))
+
     def visible_site_ids(self, user: User, kind: str | None = "account") -> list[str]:
-        """The one authorization rule (README: security): which sites a user may read."""
+        """The one authorization rule (README: security): which sites a user may read.
+
+        Managers and customers see what they are assigned, never what a free-text column of
+        the registry CSV names: a later user of the same name must not inherit accounts.
+        """
         sites = self.sites(kind)
+        if user.disabled:
+            return []
         if user.role in ("admin", "operator"):
             return [s.id for s in sites]
-        if user.role == "manager":
-            return [s.id for s in sites if s.id in user.sites or s.manager == user.name]
-        if user.role == "customer":
+        if user.role in ("manager", "customer"):
             return [s.id for s in sites if s.id in user.sites]
         return []
 
@@ -888,6 +970,23 @@ def write_contacts(s: Session, contacts: Iterable[ContactIn], now_ms: int) -> Co
             unreachable.append(f"{c.site_id}/{c.name}")
     s.flush()
     return ContactImport(added, updated, tuple(unreachable))
+
+
+def _assign_manager(s: Session, manager: str, site_id: str) -> bool | None:
+    """True: newly assigned; False: already was; None: no manager user of that name."""
+    row = s.get(UserRow, manager)
+    if row is None or row.role != "manager":
+        return None
+    if s.get(UserSiteRow, (manager, site_id)) is not None:
+        return False
+    s.add(UserSiteRow(user_name=manager, site_id=site_id))
+    s.flush()
+    return True
+
+
+def _check_password(password: str) -> None:
+    if len(password) < 8:
+        raise RegistryError("the password must have at least 8 characters")
 
 
 def _add_missing_columns(engine: Any) -> None:

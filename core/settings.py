@@ -6,6 +6,7 @@ Secrets are wrapped in :class:`Secret` so that they never show up in a repr or a
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.errors import ConfigError
 
+LANGS = ("zh-CN", "en")
 IDENT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -48,6 +50,18 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("PQMON_SECRET_KEY", "", "dashboard session signing key (default: generated and kept in the data dir)"),
     ("PQMON_DASHBOARD_HOST", "127.0.0.1", "dashboard listen address"),
     ("PQMON_DASHBOARD_PORT", "8050", "dashboard port"),
+    (
+        "PQMON_LANG",
+        "zh-CN",
+        "dashboard: language of users who chose none, and of the login page (zh-CN or en)",
+    ),
+    ("PQMON_SESSION_HOURS", "12", "dashboard: a session ends this many hours after sign-in"),
+    (
+        "PQMON_TRUSTED_PROXIES",
+        "",
+        "dashboard: comma-separated addresses of reverse proxies whose X-Forwarded-For is believed"
+        " (empty: none; the connecting address is the client's)",
+    ),
     ("PQMON_BATCH_SIZE", "5000", "collector: points per InfluxDB write"),
     ("PQMON_FLUSH_INTERVAL_S", "0.5", "collector: longest wait before a partial batch is written"),
     (
@@ -118,6 +132,9 @@ class Settings:
     secret_key: Secret
     dashboard_host: str
     dashboard_port: int
+    lang: str
+    session_hours: float
+    trusted_proxies: tuple[str, ...]
     batch_size: int
     spool_max_messages: int
     spool_fsync: bool
@@ -242,6 +259,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         secret_key=Secret(merged["PQMON_SECRET_KEY"]),
         dashboard_host=merged["PQMON_DASHBOARD_HOST"],
         dashboard_port=_port("PQMON_DASHBOARD_PORT", merged["PQMON_DASHBOARD_PORT"]),
+        lang=merged["PQMON_LANG"],
+        session_hours=float(_number("PQMON_SESSION_HOURS", merged["PQMON_SESSION_HOURS"], float)),
+        trusted_proxies=tuple(a.strip() for a in merged["PQMON_TRUSTED_PROXIES"].split(",") if a.strip()),
         batch_size=int(_number("PQMON_BATCH_SIZE", merged["PQMON_BATCH_SIZE"], int)),
         spool_max_messages=int(_number("PQMON_SPOOL_MAX_MESSAGES", merged["PQMON_SPOOL_MAX_MESSAGES"], int)),
         spool_fsync=_flag("PQMON_SPOOL_FSYNC", merged["PQMON_SPOOL_FSYNC"]),
@@ -278,6 +298,13 @@ def _check(s: Settings) -> None:
         raise ConfigError(
             f"PQMON_MQTT_SHARE_GROUP must be letters, digits, _ . -, got {s.mqtt_share_group!r}"
         )
+    if s.lang not in LANGS:
+        raise ConfigError(f"PQMON_LANG must be one of {', '.join(LANGS)}, got {s.lang!r}")
+    for address in s.trusted_proxies:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ConfigError(f"PQMON_TRUSTED_PROXIES: {address!r} is not an IP address") from None
     if s.log_format not in ("text", "json"):
         raise ConfigError(f"PQMON_LOG_FORMAT must be text or json, got {s.log_format!r}")
     if s.influx_token and (s.influx_user or s.influx_password):

@@ -10,25 +10,28 @@ import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dash
-from flask import Flask, Response
+from flask import Flask, Response, jsonify, request
+from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 
+from core.accounts import Accounts
 from core.errors import ConfigError
 from core.registry import Registry
 from core.settings import Settings
 from core.store import InfluxStore
-from dashboard import login
+from dashboard import authz, i18n, login
+from dashboard.auth import current_user
 from dashboard.context import DashboardContext, install
-from dashboard.i18n import t
-from dashboard.layout import shell
+from dashboard.layout import register_shell_callbacks, shell
 from dashboard.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 SECRET_KEY_FILE = "secret_key"
-SESSION_LIFETIME = timedelta(hours=12)
+CSRF_COOKIE = "_csrf_token"  # what Dash's renderer reads and sends back as X-CSRFToken
 
 
 def secret_key(settings: Settings) -> str:
@@ -61,6 +64,19 @@ def _security_headers(resp: Response) -> Response:
     return resp
 
 
+def _csrf_cookie(resp: Response) -> Response:
+    """Hand signed-in browsers the CSRF token Dash's renderer sends with every callback."""
+    if current_user() is not None and request.endpoint != "pqmon_login.logout":
+        resp.set_cookie(CSRF_COOKIE, generate_csrf(), samesite="Strict", httponly=False)
+    return resp
+
+
+def _csrf_refused(exc: CSRFError) -> Response | tuple[Response, int]:
+    if request.endpoint == "pqmon_login.login":
+        return login.login_form(i18n._("The sign-in form expired. Please try again."), status=400)
+    return jsonify({"error": "csrf", "message": exc.description}), 400
+
+
 def create_app(
     settings: Settings,
     registry: Registry | None = None,
@@ -74,22 +90,32 @@ def create_app(
         SESSION_COOKIE_NAME="pqmon_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_hours),
         MAX_CONTENT_LENGTH=1 << 20,
+        WTF_CSRF_FIELD_NAME="csrf",
+        WTF_CSRF_TIME_LIMIT=None,  # valid as long as the session; the session row has the expiry
     )
+    registry = registry or Registry(settings.registry_url)
     install(
         server,
         DashboardContext(
             settings=settings,
-            registry=registry or Registry(settings.registry_url),
+            registry=registry,
             store=store or InfluxStore.from_settings(settings),
             throttle=throttle or LoginThrottle(),
+            accounts=Accounts(registry),
         ),
     )
+    i18n.setup(server, settings.tz)
     # Registered before Dash adds its own hooks, so it runs first and can refuse.
     server.before_request(login.guard)
+    CSRFProtect(server)  # every POST, Dash's callback dispatch included
+    server.register_error_handler(CSRFError, _csrf_refused)
     server.after_request(_security_headers)
+    server.after_request(_csrf_cookie)
     server.register_blueprint(login.bp)
+    for blueprint in extra_blueprints():
+        server.register_blueprint(blueprint)
 
     app = dash.Dash(
         "dashboard",
@@ -97,13 +123,21 @@ def create_app(
         use_pages=True,
         pages_folder=str(HERE / "pages"),
         assets_folder=str(HERE / "assets"),
-        title=t("app.title"),
+        title="pqmon",
         update_title="",
         serve_locally=True,
         suppress_callback_exceptions=True,
+        csrf_token_name=CSRF_COOKIE,
     )
     app.layout = shell
+    register_shell_callbacks(app)
+    authz.check_declared(app)
     return app
+
+
+def extra_blueprints() -> list[Any]:
+    """Blueprints of the routes beside the pages (downloads, the API); each declares its rules."""
+    return []
 
 
 def main(settings: Settings) -> None:

@@ -1,78 +1,88 @@
-"""The one authorization layer of the dashboard (README: security).
+"""Who is asking: the server-side session of a browser, or the API token of a script.
 
-Three outcomes, as in dash-auth: not logged in (:class:`NotAuthenticated`),
-forbidden (:class:`Forbidden`), allowed (the :class:`User` is returned).
-Callbacks call :func:`require_site` with whatever id the browser sent; the
-answer comes from ``Registry.visible_site_ids``, never from the browser.
-Not found and not permitted are the same answer, so ids cannot be probed.
+The signed Flask cookie holds only a random session id; the session is a registry row
+(core.accounts). Logging out, a password change or disabling the user deletes the rows, so
+a copy of the cookie taken before is refused afterwards, on every dashboard process.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-from collections.abc import Iterable
 
-from flask import g, session
+from flask import g, request, session
 
+from core.accounts import Accounts
 from core.registry import User
 from dashboard.context import get_context
 
 log = logging.getLogger(__name__)
 
-SESSION_USER_KEY = "user"
+SESSION_ID_KEY = "sid"
 
 
-class AuthError(Exception):
-    """Base of the two refusals."""
-
-
-class NotAuthenticated(AuthError):
-    pass
-
-
-class Forbidden(AuthError):
-    pass
+def accounts() -> Accounts:
+    return get_context().accounts
 
 
 def current_user() -> User | None:
-    """The logged-in user of this request, looked up afresh so role changes apply at once."""
+    """The user of this request, looked up afresh so role changes and revocations apply at once."""
     if "pqmon_user" not in g:
-        name = session.get(SESSION_USER_KEY)
-        g.pqmon_user = get_context().registry.user(name) if isinstance(name, str) else None
+        g.pqmon_user = _lookup()
     user: User | None = g.pqmon_user
     return user
 
 
-def require_user(roles: Iterable[str] | None = None) -> User:
-    user = current_user()
+def _lookup() -> User | None:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return accounts().token_user(header.removeprefix("Bearer ").strip())
+    sid = session.get(SESSION_ID_KEY)
+    if not isinstance(sid, str):
+        return None
+    user = accounts().session_user(sid)
     if user is None:
-        raise NotAuthenticated("not logged in")
-    if roles is not None and user.role not in set(roles):
-        raise Forbidden(f"role {user.role} may not open this page")
-    return user
-
-
-def visible_site_ids(user: User) -> list[str]:
-    return get_context().registry.visible_site_ids(user, kind="account")
-
-
-def require_site(site_id: object) -> User:
-    """The user, if they may read ``site_id``; raises otherwise."""
-    user = require_user()
-    if not isinstance(site_id, str) or site_id not in visible_site_ids(user):
-        log.warning("user %s refused site %.64r", user.name, site_id)
-        raise Forbidden("site not found or not permitted")
+        session.clear()  # ended elsewhere (logout, password change) or expired
     return user
 
 
 def login_user(user: User) -> None:
     """Start a fresh session (no fixation: the old contents are dropped)."""
+    ctx = get_context()
     session.clear()
-    session[SESSION_USER_KEY] = user.name
+    session[SESSION_ID_KEY] = ctx.accounts.start_session(
+        user.name, ctx.settings.session_hours * 3600, client_address()
+    )
     session.permanent = True
     g.pqmon_user = user
 
 
 def logout_user() -> None:
+    sid = session.get(SESSION_ID_KEY)
+    if isinstance(sid, str):
+        accounts().end_session(sid)
     session.clear()
     g.pqmon_user = None
+
+
+def client_address() -> str:
+    """The client's address, believing X-Forwarded-For only from configured proxies.
+
+    Walking the header from the right and skipping trusted hops gives the first address a
+    trusted proxy saw; without trusted proxies it is the connecting address, so a client
+    cannot choose its own address to dodge the login throttle.
+    """
+    trusted = get_context().settings.trusted_proxies
+    remote = request.remote_addr or "unknown"
+    if not trusted or remote not in trusted:
+        return remote
+    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if hop in trusted:
+            continue
+        try:
+            return str(ipaddress.ip_address(hop))
+        except ValueError:
+            log.warning("unparseable X-Forwarded-For hop %.64r from proxy %s", hop, remote)
+            return remote
+    return remote

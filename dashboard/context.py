@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app
 
+from core.accounts import Accounts
 from core.registry import Registry
 from core.settings import Settings
 from core.store import InfluxStore
@@ -24,6 +25,7 @@ class DashboardContext:
     registry: Registry
     store: InfluxStore
     throttle: LoginThrottle
+    accounts: Accounts
 
 
 def install(server: Flask, ctx: DashboardContext) -> None:

@@ -1,69 +1,95 @@
-"""Every user-visible string of the dashboard, in one table per language.
+"""Languages of the dashboard: gettext catalogs (Flask-Babel) and locale-aware formatting.
 
-Pages call :func:`t` with a key, so adding Chinese is adding one dictionary.
+Every visible string is written as ``_("English text")``; ``pybabel extract`` collects them
+into ``dashboard/translations`` where translators fill in the ``.po`` files (see the README's
+"Translating" section). The language is the user's own choice, else PQMON_LANG; the login
+page follows a ``?lang=`` link, remembered in a cookie.
 """
 
 from __future__ import annotations
 
-DEFAULT_LANG = "en"
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
-STRINGS: dict[str, dict[str, str]] = {
-    "en": {
-        "app.title": "pqmon",
-        "nav.overview": "Overview",
-        "nav.logout": "Log out",
-        "nav.user": "{name} ({role})",
-        "role.admin": "administrator",
-        "role.manager": "account manager",
-        "role.operator": "operator",
-        "role.customer": "customer",
-        "login.title": "Sign in to pqmon",
-        "login.name": "User name",
-        "login.password": "Password",
-        "login.submit": "Sign in",
-        "login.failed": "Wrong user name or password.",
-        "login.throttled": ("Too many failed sign-in attempts. Try again in {minutes} minute(s)."),
-        "login.expired": "The sign-in form expired. Please try again.",
-        "period.label": "Period",
-        "period.invalid": "Choose a start and an end date, the start not after the end.",
-        "period.too_long": "Choose a period of at most {days} days.",
-        "store.unavailable": "The measurement store is not answering; try again shortly.",
-        "overview.title": "Key accounts",
-        "overview.none": "No accounts are assigned to you.",
-        "overview.col.site": "Account",
-        "overview.col.name": "Name",
-        "overview.col.vqr": "VQR %",
-        "overview.col.rs1": "RS-1 %",
-        "overview.col.outages": "Outages",
-        "overview.col.coverage": "Coverage %",
-        "account.title": "Account {site_id}: {name}",
-        "account.forbidden": "Account not found or not permitted.",
-        "account.back": "Back to the overview",
-        "account.vqr": "Voltage qualification rate",
-        "account.rs1": "Supply reliability RS-1",
-        "account.rs1_excl_short": "RS-1 without short interruptions",
-        "account.outages": "Outages",
-        "account.outage_detail": "{sustained} sustained, {short} short, {planned} planned",
-        "account.coverage": "Data coverage",
-        "account.minutes": "Monitored {monitored} min, over {over} min, under {under} min",
-        "account.supply_side": "Supply side ({feeder})",
-        "account.phases": "Phase",
-        "account.monitored_col": "Monitored min",
-        "account.over_col": "Over min",
-        "account.under_col": "Under min",
-        "account.trend": "Phase voltages (mean per {bucket})",
-        "account.no_readings": "No readings in this period.",
-        "account.limit_upper": "upper limit {value:.2f} V",
-        "account.limit_lower": "lower limit {value:.2f} V",
-        "account.voltage_axis": "Voltage (V)",
-        "account.time_axis": "Local time ({tz})",
-        "value.missing": "–",
-    },
-}
+from babel.numbers import format_decimal
+from flask import Flask, g, has_request_context, request
+from flask_babel import Babel, force_locale, get_locale, gettext, lazy_gettext, ngettext
+
+from core.settings import LANGS
+
+__all__ = ["_", "N_", "lazy_gettext", "ngettext", "force_locale", "setup", "lang", "num", "pct", "when"]
+
+TRANSLATIONS = Path(__file__).resolve().parent / "translations"
+LANG_COOKIE = "pqmon_lang"
+MISSING = "–"
+
+_ = gettext
 
 
-def t(key: str, lang: str = DEFAULT_LANG, **values: object) -> str:
-    """The text for ``key`` in ``lang`` (English if missing), formatted with ``values``."""
-    table = STRINGS.get(lang, STRINGS[DEFAULT_LANG])
-    text = table.get(key) or STRINGS[DEFAULT_LANG][key]
-    return text.format(**values) if values else text
+def N_(text: str) -> str:  # noqa: N802  (gettext's name for it)
+    """Marks a string for extraction where it is defined; it is translated where shown."""
+    return text
+
+
+def babel_locale(code: str) -> str:
+    """zh-CN (what users and settings say) -> zh_CN (what Babel and gettext say)."""
+    return code.replace("-", "_")
+
+
+def _select() -> str:
+    from dashboard.auth import current_user
+    from dashboard.context import get_context
+
+    user = current_user()
+    if user is not None and user.lang in LANGS:
+        return babel_locale(user.lang)
+    asked = request.args.get("lang") or request.cookies.get(LANG_COOKIE)
+    if asked in LANGS:
+        return babel_locale(asked)
+    return babel_locale(get_context().settings.lang)
+
+
+def setup(server: Flask, tz: str) -> None:
+    Babel(
+        server,
+        locale_selector=_select,
+        default_translation_directories=str(TRANSLATIONS),
+        default_timezone=tz,
+    )
+
+
+def lang() -> str:
+    """The request's language as users write it: zh-CN or en."""
+    if not has_request_context():
+        return "en"
+    if "pqmon_lang" not in g:
+        loc = get_locale()
+        g.pqmon_lang = "zh-CN" if loc is not None and loc.language == "zh" else "en"
+    code: str = g.pqmon_lang
+    return code
+
+
+def num(value: object, decimals: int = 0) -> str:
+    """A figure with the locale's separators and exactly ``decimals`` places, or the dash."""
+    from dashboard.widgets import is_number
+
+    if not is_number(value):
+        return MISSING
+    pattern = "#,##0" + ("." + "0" * decimals if decimals else "")
+    return str(format_decimal(value, format=pattern, locale=babel_locale(lang())))
+
+
+def pct(value: object, decimals: int = 2) -> str:
+    text = num(value, decimals)
+    return text if text == MISSING else text + " %"
+
+
+def when(ms: object, tz: str, seconds: bool = False) -> str:
+    """A UTC epoch-ms instant as local date and time; ISO-like in both languages (unambiguous)."""
+    from dashboard.widgets import is_number
+
+    if not is_number(ms):
+        return MISSING
+    local = datetime.fromtimestamp(float(ms) / 1000, ZoneInfo(tz))  # type: ignore[arg-type]
+    return local.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")

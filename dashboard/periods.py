@@ -34,11 +34,11 @@ def parse_day(raw: object) -> date | None:
 
 def parse_period(start: object, end: object) -> tuple[date, date]:
     """Both ends inclusive; raises PeriodError with a message for the page."""
-    from dashboard.i18n import t
+    from dashboard.i18n import _
 
     day_from, day_to = parse_day(start), parse_day(end)
     if day_from is None or day_to is None or day_to < day_from:
-        raise PeriodError(t("period.invalid"))
+        raise PeriodError(_("Choose a start and an end date, the start not after the end."))
     if (day_to - day_from).days + 1 > MAX_DAYS:
-        raise PeriodError(t("period.too_long", days=MAX_DAYS))
+        raise PeriodError(_("Choose a period of at most %(days)s days.", days=MAX_DAYS))
     return day_from, day_to

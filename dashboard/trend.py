@@ -12,7 +12,7 @@ from analysis.limits import validate_limits
 from core.lineproto import quote_literal
 from core.registry import Site
 from core.store import InfluxStore
-from dashboard.i18n import t
+from dashboard.i18n import _
 
 PHASES = ("ua", "ub", "uc")
 # (longest period in days, bucket): about a thousand points per phase at most.
@@ -60,21 +60,24 @@ def trend_figure(site: Site, frames: dict[str, pd.DataFrame], tz: str, bucket: s
             )
     for nominal in sorted({nominals[m] for m in frames if m in nominals}):
         lower, upper = limits.band(nominal)
-        for value, key in ((upper, "account.limit_upper"), (lower, "account.limit_lower")):
+        for value, text in (
+            (upper, _("upper limit %(value)s V", value=f"{upper:.2f}")),
+            (lower, _("lower limit %(value)s V", value=f"{lower:.2f}")),
+        ):
             fig.add_hline(
                 y=value,
                 line={"dash": "dash", "color": "#555", "width": 1},
-                annotation_text=t(key, value=value),
+                annotation_text=text,
                 annotation_position="top left",
             )
     fig.update_layout(
         template="plotly_white",
-        title={"text": t("account.trend", bucket=bucket), "font": {"size": 15}},
+        title={"text": _("Phase voltages (mean per %(bucket)s)", bucket=bucket), "font": {"size": 15}},
         margin={"l": 60, "r": 20, "t": 50, "b": 50},
         height=420,
         legend={"orientation": "h", "y": -0.18},
-        xaxis_title=t("account.time_axis", tz=tz),
-        yaxis_title=t("account.voltage_axis"),
+        xaxis_title=_("Local time (%(tz)s)", tz=tz),
+        yaxis_title=_("Voltage (V)"),
     )
     return fig
 

@@ -12,7 +12,10 @@ re-notification and escalation are per incident.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text, text
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text, func, select, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.registry import Base
@@ -127,3 +130,22 @@ class QuietRow(Base):
     created_ms: Mapped[int] = mapped_column(BigInteger)
     until_ms: Mapped[int] = mapped_column(BigInteger)
     released: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+def count_open_alerts(session_factory: Any, site_ids: Iterable[str] | None) -> int:
+    """Open (firing or acknowledged) alerts of these sites; every site when None."""
+    q = select(func.count()).select_from(AlertRow).where(AlertRow.state.in_(OPEN_STATES))
+    if site_ids is not None:
+        ids = list(site_ids)
+        if not ids:
+            return 0
+        q = q.where(AlertRow.site_id.in_(ids))
+    with session_factory() as s:
+        return int(s.scalar(q) or 0)
+
+
+def active_quiet_modes(session_factory: Any, now_ms: int) -> list[QuietRow]:
+    """Maintenance and storm modes in force now (for the dashboard banner)."""
+    q = select(QuietRow).where(QuietRow.released.is_(False), QuietRow.until_ms > now_ms).order_by(QuietRow.id)
+    with session_factory() as s:
+        return list(s.scalars(q).all())

@@ -10,18 +10,23 @@ import logging
 from typing import Any
 
 import dash
-from dash import Input, Output, State, callback, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from analysis.calendar import day_range_ms
 from analysis.report import site_report
 from core.errors import PqmonError
 from core.registry import ROLES, Site
-from dashboard.auth import AuthError, require_site
+from dashboard import authz
 from dashboard.context import get_context
-from dashboard.i18n import t
+from dashboard.i18n import _, num
 from dashboard.periods import PeriodError, default_period, parse_day, parse_period, today
 from dashboard.trend import bucket_for, empty_figure, query_trend, trend_figure
-from dashboard.widgets import fmt, message, period_picker
+from dashboard.widgets import forbidden_page, forbidden_text, message, period_picker
+
+
+def fmt(value: object, decimals: int) -> str:
+    return num(value, decimals)
+
 
 log = logging.getLogger(__name__)
 
@@ -30,25 +35,16 @@ dash.register_page(
     path_template="/account/<site_id>",
     title="pqmon",
     name="account",
-    nav=False,
-    roles=ROLES,
 )
 
 
 def forbidden() -> html.Div:
-    """One answer for 'no such site' and 'not yours', so ids cannot be probed."""
-    return html.Div(
-        [message(t("account.forbidden"), "account-forbidden"), dcc.Link(t("account.back"), href="/")],
-        className="page",
-    )
+    return forbidden_page("account-forbidden")
 
 
-def layout(site_id: str | None = None, **query: str) -> html.Div:
-    try:
-        require_site(site_id)
-        site = get_context().registry.site(str(site_id))
-    except (AuthError, PqmonError):
-        return forbidden()
+@authz.page_layout(ROLES, denied=forbidden)
+def layout(access: authz.Access, site_id: str | None = None, **query: str) -> html.Div:
+    site = access.site(site_id)
     tz = get_context().settings.tz
     day_from, day_to = default_period(tz)
     asked_from, asked_to = parse_day(query.get("from")), parse_day(query.get("to"))
@@ -56,8 +52,8 @@ def layout(site_id: str | None = None, **query: str) -> html.Div:
         day_from, day_to = asked_from, asked_to
     return html.Div(
         [
-            dcc.Link(t("account.back"), href="/", className="back"),
-            html.H1(t("account.title", site_id=site.id, name=site.name)),
+            dcc.Link(_("Back to the overview"), href="/", className="back"),
+            html.H1(_("Account %(site_id)s: %(name)s", site_id=site.id, name=site.name)),
             period_picker("account-dates", day_from, day_to, today(tz)),
             dcc.Store(id="account-site", data=site.id),
             dcc.Loading(html.Div(id="account-headline", className="headline")),
@@ -84,10 +80,10 @@ def headline(report: dict[str, Any]) -> list[Any]:
     outages = report.get("outages") or {}
     cards = [
         card(
-            t("account.vqr"),
+            _("Voltage qualification rate"),
             fmt(report.get("vqr_pct"), 2) + " %",
-            t(
-                "account.minutes",
+            _(
+                "Monitored %(monitored)s min, over %(over)s min, under %(under)s min",
                 monitored=fmt(report.get("monitored_min"), 0),
                 over=fmt(report.get("over_min"), 0),
                 under=fmt(report.get("under_min"), 0),
@@ -95,29 +91,29 @@ def headline(report: dict[str, Any]) -> list[Any]:
             "account-vqr",
         ),
         card(
-            t("account.rs1"),
+            _("Supply reliability RS-1"),
             fmt(report.get("rs1_pct"), 3) + " %",
-            t("account.rs1_excl_short") + ": " + fmt(report.get("rs1_excl_short_pct"), 3) + " %",
+            _("RS-1 without short interruptions") + ": " + fmt(report.get("rs1_excl_short_pct"), 3) + " %",
             "account-rs1",
         ),
         card(
-            t("account.outages"),
+            _("Outages"),
             fmt(outages.get("count"), 0),
-            t(
-                "account.outage_detail",
+            _(
+                "%(sustained)s sustained, %(short)s short, %(planned)s planned",
                 sustained=fmt(outages.get("sustained"), 0),
                 short=fmt(outages.get("short"), 0),
                 planned=fmt(outages.get("planned"), 0),
             ),
             "account-outages",
         ),
-        card(t("account.coverage"), fmt(report.get("coverage_pct"), 1) + " %", card_id="account-coverage"),
+        card(_("Data coverage"), fmt(report.get("coverage_pct"), 1) + " %", card_id="account-coverage"),
     ]
     supply = report.get("supply_side")
     if isinstance(supply, dict):
         cards.append(
             card(
-                t("account.supply_side", feeder=supply.get("feeder", "")),
+                _("Supply side (%(feeder)s)", feeder=supply.get("feeder", "")),
                 fmt(supply.get("vqr_pct"), 2) + " %",
             )
         )
@@ -143,11 +139,11 @@ def headline(report: dict[str, Any]) -> list[Any]:
                         [
                             html.Th(h)
                             for h in (
-                                t("account.phases"),
+                                _("Phase"),
                                 "VQR %",
-                                t("account.monitored_col"),
-                                t("account.over_col"),
-                                t("account.under_col"),
+                                _("Monitored min"),
+                                _("Over min"),
+                                _("Under min"),
                             )
                         ]
                     )
@@ -162,19 +158,18 @@ def headline(report: dict[str, Any]) -> list[Any]:
     return [html.Div(cards, className="cards"), table]
 
 
-@callback(
+@authz.callback(
     Output("account-headline", "children"),
     Output("account-trend", "figure"),
     Input("account-dates", "start_date"),
     Input("account-dates", "end_date"),
     State("account-site", "data"),
+    roles=ROLES,
+    denied=lambda: (message(forbidden_text(), "account-forbidden"), empty_figure()),
 )
-def update_account(start: object, end: object, site_id: object) -> tuple[Any, Any]:
-    """``site_id`` arrives from the browser: require_site decides, the registry supplies the rest."""
-    try:
-        require_site(site_id)
-    except AuthError:
-        return message(t("account.forbidden"), "account-forbidden"), empty_figure()
+def update_account(access: authz.Access, start: object, end: object, site_id: object) -> tuple[Any, Any]:
+    """``site_id`` arrives from the browser: access.site decides, the registry supplies the rest."""
+    site: Site = access.site(site_id)
     try:
         day_from, day_to = parse_period(start, end)
     except PeriodError as exc:
@@ -182,7 +177,6 @@ def update_account(start: object, end: object, site_id: object) -> tuple[Any, An
     ctx = get_context()
     tz = ctx.settings.tz
     try:
-        site: Site = ctx.registry.site(str(site_id))
         report = site_report(
             ctx.store,
             ctx.registry,
@@ -197,6 +191,8 @@ def update_account(start: object, end: object, site_id: object) -> tuple[Any, An
         frames = query_trend(ctx.store, site.id, start_ms, end_ms, bucket)
     except PqmonError:
         log.exception("account %s: report failed", site_id)
-        return message(t("store.unavailable")), empty_figure()
-    figure = trend_figure(site, frames, tz, bucket) if frames else empty_figure(t("account.no_readings"))
+        return message(_("The measurement store is not answering; try again shortly.")), empty_figure()
+    figure = (
+        trend_figure(site, frames, tz, bucket) if frames else empty_figure(_("No readings in this period."))
+    )
     return headline(report), figure

@@ -8,16 +8,16 @@ from urllib.parse import urlencode
 
 import dash
 import pandas as pd
-from dash import Input, Output, callback, html
+from dash import Input, Output, html
 from dash.dash_table.DataTable import DataTable
 from dash.dash_table.Format import Format, Scheme
 
 from analysis.report import fleet_summary
 from core.errors import StoreError
 from core.registry import ROLES
-from dashboard.auth import AuthError, require_user, visible_site_ids
+from dashboard import authz
 from dashboard.context import get_context
-from dashboard.i18n import t
+from dashboard.i18n import N_, _
 from dashboard.periods import PeriodError, default_period, parse_period, today
 from dashboard.widgets import is_number, message, period_picker
 
@@ -28,9 +28,8 @@ dash.register_page(
     path="/",
     title="pqmon",
     name="overview",
-    nav=True,
-    nav_key="nav.overview",
-    roles=ROLES,
+    nav=N_("Overview"),
+    order=0,
 )
 
 FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, sans-serif'
@@ -41,31 +40,28 @@ def _columns() -> list[Any]:  # DataTable column dicts
     def number(col: str, key: str, decimals: int) -> dict[str, Any]:
         return {
             "id": col,
-            "name": t(key),
+            "name": key,
             "type": "numeric",
-            "format": Format(precision=decimals, scheme=Scheme.fixed).nully(t("value.missing")),
+            "format": Format(precision=decimals, scheme=Scheme.fixed).nully("–"),
         }
 
     return [
-        {"id": "site_link", "name": t("overview.col.site"), "presentation": "markdown"},
-        {"id": "name", "name": t("overview.col.name")},
-        number("vqr_pct", "overview.col.vqr", 2),
-        number("rs1_pct", "overview.col.rs1", 3),
-        number("outages", "overview.col.outages", 0),
-        number("coverage_pct", "overview.col.coverage", 1),
+        {"id": "site_link", "name": _("Account"), "presentation": "markdown"},
+        {"id": "name", "name": _("Name")},
+        number("vqr_pct", _("VQR %"), 2),
+        number("rs1_pct", _("RS-1 %"), 3),
+        number("outages", _("Outages"), 0),
+        number("coverage_pct", _("Coverage %"), 1),
     ]
 
 
-def layout(**_query: str) -> html.Div:
-    try:
-        require_user(ROLES)
-    except AuthError:
-        return html.Div(message(t("account.forbidden")), className="page")
+@authz.page_layout(ROLES)
+def layout(access: authz.Access, **_query: str) -> html.Div:
     tz = get_context().settings.tz
     day_from, day_to = default_period(tz)
     return html.Div(
         [
-            html.H1(t("overview.title")),
+            html.H1(_("Key accounts")),
             period_picker("overview-dates", day_from, day_to, today(tz)),
             html.Div(id="overview-message"),
             DataTable(
@@ -99,32 +95,30 @@ def rows(summary: pd.DataFrame, names: dict[str, str], query: str) -> list[dict[
             "site_link": f"[{site}](/account/{site}?{query})",
             "name": names.get(site, site),
         }
-        for col, _ in FIGURE_COLUMNS:
+        for col, _decimals in FIGURE_COLUMNS:
             row[col] = float(rec[col]) if is_number(rec.get(col)) else None
         out.append(row)
     out.sort(key=lambda r: (r["vqr_pct"] is None, r["vqr_pct"] or 0.0, r["site"]))
     return out
 
 
-@callback(
+@authz.callback(
     Output("overview-table", "data"),
     Output("overview-message", "children"),
     Input("overview-dates", "start_date"),
     Input("overview-dates", "end_date"),
+    roles=ROLES,
+    denied=lambda: ([], None),
 )
-def update_table(start: object, end: object) -> tuple[list[dict[str, Any]], Any]:
+def update_table(access: authz.Access, start: object, end: object) -> tuple[list[dict[str, Any]], Any]:
     """The site ids come from the registry for this session's user, never from the browser."""
-    try:
-        user = require_user(ROLES)
-    except AuthError:
-        return [], message(t("account.forbidden"))
     try:
         day_from, day_to = parse_period(start, end)
     except PeriodError as exc:
         return [], message(str(exc))
-    site_ids = visible_site_ids(user)
+    site_ids = access.site_ids()
     if not site_ids:
-        return [], message(t("overview.none"))
+        return [], message(_("No accounts are assigned to you."))
     ctx = get_context()
     try:
         accounts = ctx.registry.sites("account")
@@ -134,7 +128,7 @@ def update_table(start: object, end: object) -> tuple[list[dict[str, Any]], Any]
         )
     except StoreError:
         log.exception("fleet summary failed")
-        return [], message(t("store.unavailable"))
+        return [], message(_("The measurement store is not answering; try again shortly."))
     names = {s.id: s.name for s in accounts if s.id in site_ids}
     query = urlencode({"from": day_from.isoformat(), "to": day_to.isoformat()})
     return rows(summary, names, query), None

@@ -25,6 +25,7 @@ from core.store import InfluxStore
 from dashboard.app import create_app
 from dashboard.periods import today
 from tests.browser.support import (
+    ACCOUNTS,
     PASSWORD,
     TZ,
     WAIT_S,
@@ -52,11 +53,12 @@ def dashboard(influx: LocalInflux, tmp_path_factory: pytest.TempPathFactory) -> 
             "PQMON_REGISTRY_URL": f"sqlite:///{data_dir / 'registry.db'}",
             "PQMON_DATA_DIR": str(data_dir),
             "PQMON_TZ": TZ,
+            "PQMON_LANG": "en",
         }
     )
     registry = Registry(settings.registry_url)
     registry.upsert_rows(registry_rows())
-    registry.add_user("mgr", "manager", PASSWORD)
+    registry.add_user("mgr", "manager", PASSWORD, list(ACCOUNTS))
     registry.add_user("cust1", "customer", PASSWORD, ["A001"])
     registry.add_user("cust2", "customer", PASSWORD, ["A002"])
     registry.add_user("victim", "customer", PASSWORD, ["A001"])

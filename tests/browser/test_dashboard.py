@@ -29,7 +29,7 @@ from tests.browser.support import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
-FORBIDDEN = "Account not found or not permitted."
+FORBIDDEN = "Not found or not permitted."
 A001_VQR = ACCOUNTS["A001"][2]
 A002_VQR, A002_NAME = ACCOUNTS["A002"][2], ACCOUNTS["A002"][0]
 
@@ -115,13 +115,18 @@ def test_customer_cannot_reach_another_account(dashboard: Dashboard, browser: we
     cookies = {c["name"]: c["value"] for c in browser.get_cookies()}
     assert "pqmon_session" in cookies
 
-    def post(site_id: str) -> requests.Response:
+    def post(site_id: str, csrf: bool = True) -> requests.Response:
         return requests.post(
             base + "/_dash-update-component",
             json=account_payload(site_id, dashboard),
             cookies=cookies,
+            headers={"X-CSRFToken": cookies["_csrf_token"]} if csrf else {},
             timeout=WAIT_S,
         )
+
+    unprotected = post("A001", csrf=False)
+    assert unprotected.status_code == 400 and unprotected.json()["error"] == "csrf"
+    assert A001_VQR not in unprotected.text
 
     own = post("A001")
     assert own.status_code == 200 and A001_VQR in own.text, "the forged payload must be valid"
