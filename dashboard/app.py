@@ -137,7 +137,9 @@ def create_app(
 
 def extra_blueprints() -> list[Any]:
     """Blueprints of the routes beside the pages (downloads, the API); each declares its rules."""
-    return []
+    from dashboard import api
+
+    return [api.bp]
 
 
 def main(settings: Settings) -> None:

@@ -77,7 +77,7 @@ def num(value: object, decimals: int = 0) -> str:
     if not is_number(value):
         return MISSING
     pattern = "#,##0" + ("." + "0" * decimals if decimals else "")
-    return str(format_decimal(value, format=pattern, locale=babel_locale(lang())))
+    return str(format_decimal(float(value), format=pattern, locale=babel_locale(lang())))  # type: ignore[arg-type]
 
 
 def pct(value: object, decimals: int = 2) -> str:
