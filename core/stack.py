@@ -40,6 +40,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_MANAGER = "demo"
 DEMO_MANAGER_OF = "mgr1"
 DEMO_CUSTOMER = "demo_customer"
+DEMO_OPERATOR = "demo_operator"
+DEMO_ADMIN = "demo_admin"
 STOP_TIMEOUT_S = 10.0
 COLLECTOR_READY_TIMEOUT_S = 60.0
 PLANNED_AHEAD_DAYS = 14
@@ -168,6 +170,8 @@ class DemoLogins:
     customer_site: str
     password: str
     password_from_env: bool
+    operator: str = "demo_operator"
+    admin: str = "demo_admin"
 
 
 def seed_registry(
@@ -201,7 +205,18 @@ def seed_registry(
     customer_site = fed[0]
     registry.add_user(DEMO_MANAGER, "manager", password, manager_sites)
     registry.add_user(DEMO_CUSTOMER, "customer", password, [customer_site])
-    return DemoLogins(DEMO_MANAGER, manager_sites, DEMO_CUSTOMER, customer_site, password, from_env)
+    registry.add_user(DEMO_OPERATOR, "operator", password)
+    registry.add_user(DEMO_ADMIN, "admin", password)
+    return DemoLogins(
+        DEMO_MANAGER,
+        manager_sites,
+        DEMO_CUSTOMER,
+        customer_site,
+        password,
+        from_env,
+        DEMO_OPERATOR,
+        DEMO_ADMIN,
+    )
 
 
 def _naive_utc(ms: int) -> datetime:
@@ -378,8 +393,10 @@ def _banner(
         "",
         "pqmon is up.",
         f"  dashboard   http://127.0.0.1:{dashboard_port}/",
-        f"  logins      {logins.manager} (manager, {len(logins.manager_sites)} accounts) and "
-        f"{logins.customer} (customer of {logins.customer_site})",
+        f"  logins      {logins.manager} (manager, {len(logins.manager_sites)} accounts)",
+        f"              {logins.customer} (customer of {logins.customer_site})",
+        f"              {logins.operator} (operator: every account, alerts)",
+        f"              {logins.admin} (administrator: users, registry, planned outages)",
         f"  password    {password}   (shown once; set PQMON_PASSWORD to choose it)",
         f"  fleet       {len(fleet.accounts)} accounts, {len(fleet.feeders)} feeders (seed {fleet.seed})",
         f"  MQTT        {mqtt_url}",

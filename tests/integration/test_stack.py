@@ -248,6 +248,9 @@ def test_seed_registry_is_idempotent(tmp_path: Path) -> None:
         assert registry.visible_site_ids(manager) == fleet.sites_of("mgr1")
         customer = registry.authenticate("demo_customer", second.password)
         assert customer is not None and registry.visible_site_ids(customer) == [second.customer_site]
+        for name, role in ((second.operator, "operator"), (second.admin, "admin")):
+            user = registry.authenticate(name, second.password)
+            assert user is not None and user.role == role
     finally:
         registry.close()
 
@@ -303,6 +306,7 @@ def test_up_wires_servers_registry_and_children(tmp_path: Path) -> None:
     assert not thread.is_alive() and result["rc"] == 0
     banner = out.getvalue()
     assert "http://127.0.0.1:18050/" in banner and "demo_customer" in banner
+    assert "demo_operator (operator" in banner and "demo_admin (administrator" in banner
     assert "not-printed-1" not in banner
     env_line = next(ln for ln in collector_log.read_text().splitlines() if ln.startswith("env"))
     for name in (
