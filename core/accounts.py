@@ -13,12 +13,14 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, delete, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from core.errors import RegistryError
 from core.registry import Base, Registry, User, UserRow
 
 TOKEN_PREFIX = "pqm_"
@@ -185,3 +187,46 @@ class Accounts:
             return len(
                 s.scalars(select(WebSessionRow.id_hash).where(WebSessionRow.user_name == user_name)).all()
             )
+
+    # -- audited changes made from the admin page or the command line -------------------------
+    def create_user(self, actor: str, name: str, role: str, password: str, sites: Iterable[str] = ()) -> User:
+        """A new user; refuses a name in use (Registry.add_user would overwrite it)."""
+        if any(u.name == name for u in self.registry.users()):
+            raise RegistryError(f"a user named {name!r} exists already")
+        user = self.registry.add_user(name, role, password, sites)
+        self.audit(actor, "user.create", name, role=role, sites=sorted(user.sites))
+        return user
+
+    def change_user(self, actor: str, name: str, role: str, sites: Iterable[str]) -> User:
+        """Change role and assignments (applied on the user's next request), with before and after."""
+        before = next((u for u in self.registry.users() if u.name == name), None)
+        if before is None:
+            raise RegistryError(f"no user {name!r}")
+        after = self.registry.set_user_sites(name, role, sites)
+        self.audit(
+            actor,
+            "user.change",
+            name,
+            before={"role": before.role, "sites": sorted(before.sites)},
+            after={"role": after.role, "sites": sorted(after.sites)},
+        )
+        return after
+
+    def grant_token(self, actor: str, user_name: str, label: str = "") -> str:
+        """issue_token, audited (the token itself is never logged)."""
+        raw = self.issue_token(user_name, label)
+        self.audit(actor, "user.token", user_name, label=label[:100])
+        return raw
+
+    def revoke_user_tokens(self, actor: str, user_name: str) -> int:
+        count = self.revoke_tokens(user_name)
+        self.audit(actor, "user.tokens_revoked", user_name, count=count)
+        return count
+
+    def token_counts(self) -> dict[str, int]:
+        """User name -> number of live API tokens."""
+        with self._session() as s:
+            counts: dict[str, int] = {}
+            for name in s.scalars(select(ApiTokenRow.user_name)):
+                counts[name] = counts.get(name, 0) + 1
+            return counts

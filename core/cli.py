@@ -158,6 +158,16 @@ def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_user_token(args: argparse.Namespace, settings: Settings) -> int:
+    """A new read-only API token of the user, printed once (only its hash is kept); audited."""
+    from core.accounts import Accounts
+    from core.registry import Registry
+
+    accounts = Accounts(Registry(settings.registry_url))
+    print(accounts.grant_token("cli", args.name, args.label or ""))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     from analysis.fleet_report import fleet_report
     from analysis.report import site_report
@@ -533,6 +543,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", required=True, choices=["admin", "manager", "operator", "customer"])
     p.add_argument("--site", action="append", help="a site the user may see (repeat)")
     p.set_defaults(func=cmd_user_add)
+    p = usr.add_parser("token", help="issue a read-only API token of the user (printed once)")
+    p.add_argument("name")
+    p.add_argument("--label", help="what the token is for, e.g. the script's name")
+    p.set_defaults(func=cmd_user_token)
 
     p = sub.add_parser("report", help="supply-quality report of one site (or the fleet) for whole local days")
     p.add_argument("site", nargs="?")

@@ -145,11 +145,22 @@ def guard() -> Response | tuple[Response, int] | None:
     if rule is not None and rule.public:
         return None
     user = current_user()
+    api = request.path.startswith("/api/")
     if user is not None:
         if rule is not None and not rule.allows(user):
+            if api:  # the API's one documented error shape (dashboard.api)
+                return _api_error("not_found", "no such resource, or not permitted")
             return jsonify({"error": "forbidden", "message": _("Not found or not permitted.")}), 404
         return None
     if request.method == "GET" and not request.path.startswith(("/_", "/api/")):
         target = request.full_path if request.query_string else request.path
         return redirect(url_for("pqmon_login.login", next=target))  # type: ignore[return-value]
+    if api:
+        return _api_error("unauthorized", "not logged in: send Authorization: Bearer <token>")
     return jsonify({"error": "not logged in", "login": url_for("pqmon_login.login")}), 401
+
+
+def _api_error(code: str, message: str) -> tuple[Response, int]:
+    from dashboard.api import error_response
+
+    return error_response(code, message)
