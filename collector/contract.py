@@ -78,6 +78,7 @@ class Decoded:
     unknown_fields: int = 0
     status: str | None = None
     event: tuple[str, str] | None = None  # (type, event_id) of an event message, for the alerts
+    event_values: dict[str, Any] = field(default_factory=dict)  # its phase and numbers (dips)
 
 
 def parse_topic(topic: str) -> tuple[str, str, str]:
@@ -315,6 +316,9 @@ def decode(
         out.lines.append(text)
         out.times.append(int(text[text.rindex(" ") + 1 :]))
         out.event = (str(body["type"]), str(body["event_id"]))
+        out.event_values = {k: _number(k, body[k]) for k in EVENT_NUMBERS if body.get(k) is not None}
+        if body.get("phase") is not None:
+            out.event_values["phase"] = str(body["phase"])
         return out
     items = body if isinstance(body, list) else [body]
     if not isinstance(body, (list, dict)):

@@ -44,7 +44,7 @@ MESSAGES_PER_PASS = 20_000
 ROWS_PER_FETCH = 200
 LINGER_S = 0.05
 SPOOL_GATHER_S = 0.005
-POWER_TYPES = ("power_off", "power_on")
+POWER_TYPES = ("power_off", "power_on", "dip")  # the events the alert engine acts on at once
 BUCKET_MS = 900_000  # every UTC offset in use is a multiple of 15 minutes
 LONGEST_SPAN_MS = 3_600_000  # the longest averaging window whose reach into the next day counts
 STORE_DOWN = "InfluxDB is unavailable (%s); %d messages wait in the spool. Check PQMON_INFLUX_URL."
@@ -271,7 +271,19 @@ class Collector:
             touched.update((decoded.site, ts // BUCKET_MS) for ts in decoded.times)
         if power is not None and decoded.event is not None and decoded.event[0] in POWER_TYPES:
             kind, event_id = decoded.event
-            power.append(PowerEvent(decoded.site, decoded.meter, kind, decoded.times[0], event_id))
+            values = decoded.event_values
+            power.append(
+                PowerEvent(
+                    decoded.site,
+                    decoded.meter,
+                    kind,
+                    decoded.times[0],
+                    event_id,
+                    phase=str(values.get("phase", "")),
+                    residual_pct=values.get("residual_pct"),
+                    duration_ms=values.get("duration_ms"),
+                )
+            )
         return decoded.lines
 
     def _store(self, lines: list[str]) -> bool:

@@ -48,9 +48,17 @@ from core.registry import Registry
 OUTAGE = "outage"
 VOLTAGE = "voltage"
 SILENT = "silent"
+SEMI_F47 = "semi_f47"
+MONTH_VQR = "vqr_month"
+OUTAGE_BUDGET = "outage_budget"
+LAST_MILE = "last_mile"
 RULE_TITLES = {
     VOLTAGE: "Voltage out of limits",
     SILENT: "Meter silent (communication loss, not an outage)",
+    SEMI_F47: "Voltage dip below the SEMI F47 curve",
+    MONTH_VQR: "Month-to-date voltage qualification below target",
+    OUTAGE_BUDGET: "Month-to-date outage time over budget",
+    LAST_MILE: "Last mile: customer side out of limits while the feeder is fine",
     "notice_failed": "Customer notice not delivered (planned outage)",
 }
 OPS = "ops"
@@ -59,11 +67,16 @@ ESCALATION = "escalation"
 
 @dataclass(frozen=True)
 class PowerEvent:
+    """A stored event the engine acts on at once: power_off, power_on, or a dip."""
+
     site: str
     meter: str
-    type: str  # "power_off" or "power_on"
+    type: str  # "power_off", "power_on" or "dip"
     ts_ms: int
     event_id: str
+    phase: str = ""
+    residual_pct: float | None = None  # dips: the lowest voltage, % of the declared voltage
+    duration_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -155,7 +168,7 @@ class AlertEngine:
     def on_events(self, events: Iterable[PowerEvent]) -> None:
         """Apply stored power events, oldest first, in one transaction with their notifications."""
         ordered = sorted(
-            (e for e in events if e.type in ("power_off", "power_on")),
+            (e for e in events if e.type in ("power_off", "power_on", "dip")),
             key=lambda e: (e.ts_ms, e.type == "power_off"),
         )
         if not ordered:
@@ -169,8 +182,65 @@ class AlertEngine:
                     continue
                 if event.type == "power_off":
                     self._power_off(s, event, info, now)
-                else:
+                elif event.type == "power_on":
                     self._power_on(s, event, info, now)
+                else:
+                    self._dip(s, event, now)
+
+    def _dip(self, s: Session, event: PowerEvent, now: int) -> None:
+        """A dip deeper than SEMI F47 allows pages once; it is over when it is reported, so
+        its alert is born resolved (nothing to acknowledge, no reminders, no resolve notice)."""
+        from analysis.curves import SEMI_OUTSIDE, semi_f47_region
+
+        if event.residual_pct is None or event.duration_ms is None:
+            return
+        if semi_f47_region(event.residual_pct, event.duration_ms / 1000.0) != SEMI_OUTSIDE:
+            return
+        seen = s.scalar(
+            select(AlertRow.id).where(
+                AlertRow.rule == SEMI_F47,
+                AlertRow.site_id == event.site,
+                AlertRow.source_key == event.event_id,
+            )
+        )
+        if seen is not None:
+            return  # a replay
+        detail = (
+            f"phase {event.phase or '?'}: {event.residual_pct:g} % of declared voltage for"
+            f" {event.duration_ms:g} ms, below the SEMI F47 ride-through curve"
+        )
+        ended = event.ts_ms + int(event.duration_ms)
+        incident = IncidentRow(
+            group_key=f"{SEMI_F47}:{event.site}",
+            rule=SEMI_F47,
+            severity="minor",
+            state=RESOLVED,
+            first_start_ms=event.ts_ms,
+            opened_ms=now,
+            resolved_ms=now,
+            next_notify_ms=None,
+            escalation_level=0,
+            detail=detail[:300],
+        )
+        s.add(incident)
+        s.flush()
+        s.add(
+            AlertRow(
+                rule=SEMI_F47,
+                site_id=event.site,
+                phase=event.phase,
+                severity="minor",
+                state=RESOLVED,
+                incident_id=incident.id,
+                source_key=event.event_id,
+                started_ms=event.ts_ms,
+                ended_ms=ended,
+                opened_ms=now,
+                last_seen_ms=now,
+            )
+        )
+        s.flush()
+        self._notify(s, incident, "incident", OPS, now, now)
 
     def _power_off(self, s: Session, event: PowerEvent, info: SiteInfo, now: int) -> None:
         seen = s.scalar(

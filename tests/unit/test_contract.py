@@ -110,6 +110,20 @@ def test_event_line_is_keyed_by_time_and_type():
     assert out.lines == [f'event,meter=M1,site=A001,type=power_off event_id="M1-000871" {NOW}']
 
 
+def test_a_dip_carries_its_phase_and_numbers_to_the_alert_engine():
+    body = {
+        "event_id": "d1",
+        "ts": NOW,
+        "type": "dip",
+        "phase": "b",
+        "residual_pct": 41,
+        "duration_ms": 250.5,
+    }
+    out = run("pq/v1/A001/M1/event", body)
+    assert out.event == ("dip", "d1")
+    assert out.event_values == {"phase": "b", "residual_pct": 41.0, "duration_ms": 250.5}
+
+
 def test_topic_parts():
     assert parse_topic("pq/v1/A001/M1/status") == ("A001", "M1", "status")
 
