@@ -142,7 +142,7 @@ def layout(access: authz.Access, **_query: str) -> html.Div:
                             ),
                             picker("adm-pl-start", _("Start")),
                             picker("adm-pl-end", _("End")),
-                            dmc.TextInput(id="adm-pl-note", label=_("Note"), maxLength=200),
+                            dmc.TextInput(id="adm-pl-note", label=_("Note"), inputProps={"maxLength": 200}),
                             dmc.Button(_("Register"), id="adm-pl-add", mt="sm"),
                             html.Div(id="adm-pl-add-msg"),
                         ],

@@ -102,7 +102,9 @@ def layout(access: authz.Access, **_query: str) -> html.Div:
                     dmc.Paper(
                         [
                             html.H2(_("New user")),
-                            dmc.TextInput(id="adm-new-name", label=_("User name"), maxLength=64),
+                            dmc.TextInput(
+                                id="adm-new-name", label=_("User name"), inputProps={"maxLength": 64}
+                            ),
                             dmc.Select(
                                 id="adm-new-role", label=_("Role"), data=role_options(), value="customer"
                             ),
@@ -168,7 +170,7 @@ def layout(access: authz.Access, **_query: str) -> html.Div:
                                 id="adm-token-label",
                                 label=_("API token label"),
                                 placeholder=_("what the token is for"),
-                                maxLength=100,
+                                inputProps={"maxLength": 100},
                                 mt="md",
                             ),
                             dmc.Group(
