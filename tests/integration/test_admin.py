@@ -374,3 +374,23 @@ def test_non_admins_are_refused_and_change_nothing(served: Dashboard) -> None:
     # the Administration link is offered to administrators only
     assert "Administration" not in manager.get(served.url + "/_dash-layout", timeout=T).text
     assert "Administration" in session_of(served, "root").get(served.url + "/_dash-layout", timeout=T).text
+
+
+def test_every_admin_page_renders_for_an_admin_only(served: Dashboard) -> None:
+    """The layouts themselves (the callbacks above never build them): each builds for an
+    administrator with its controls, and gives anyone else the refusal."""
+    import dash
+    from flask import g
+
+    app = create_app(served.settings, registry=served.registry, store=served.store)
+    expected = {"/admin": "adm-users-grid", "/admin/registry": "adm-upload", "/admin/planned": "adm-pl-grid"}
+    expected["/admin/audit"] = "adm-audit-grid"
+    pages = {p["path"]: p for p in dash.page_registry.values() if p["path"] in expected}
+    assert set(pages) == set(expected)
+    for who, allowed in (("root", True), ("mgr", False)):
+        for path, component_id in expected.items():
+            with app.server.test_request_context(path):
+                g.pqmon_user = served.registry.user(who)
+                shown = str(pages[path]["layout"]())
+            assert (component_id in shown) is allowed, (who, path)
+            assert (FORBIDDEN in shown) is not allowed, (who, path)
