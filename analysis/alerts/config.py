@@ -5,6 +5,7 @@ service with a message naming the field, rather than failing at 3 a.m. when it i
 ```toml
 [policy]
 incident_window_s = 60     # outages of one feeder starting this close are one incident
+fleet_fraction = 0.5       # ...and of more than this share of all key accounts, one fleet incident
 group_interval_s = 30      # at most one update of an incident this often
 renotify_min = 30          # unacknowledged: remind this often
 escalate_after_min = 15    # unacknowledged this long: page the escalation group once
@@ -34,6 +35,7 @@ POLICY_KEYS = {
     "renotify_min": ("renotify_s", 60.0),
     "escalate_after_min": ("escalate_after_s", 60.0),
     "claim_timeout_s": ("claim_timeout_s", 1.0),
+    "fleet_fraction": ("fleet_fraction", 1.0),
 }
 
 
@@ -76,6 +78,10 @@ def parse(raw: dict[str, Any], tz: str, source: str = "PQMON_ALERTS_FILE") -> Al
             raise ConfigError(f"{source}: [policy] {key} is not a setting; expected {', '.join(POLICY_KEYS)}")
         if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
             raise ConfigError(f"{source}: [policy] {key} must be a positive number, got {value!r}")
+        if key == "fleet_fraction" and value > 1:
+            raise ConfigError(
+                f"{source}: [policy] fleet_fraction is a share of the accounts, at most 1, got {value!r}"
+            )
         name, scale = POLICY_KEYS[key]
         values[name] = float(value) * scale
     policy = AlertPolicy(tz=tz, **values)

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from analysis.alerts.state import (
@@ -63,6 +63,8 @@ RULE_TITLES = {
 }
 OPS = "ops"
 ESCALATION = "escalation"
+FLEET = "fleet:all"  # the group key of a fleet-wide incident
+FLEET_MIN_ACCOUNTS = 4  # below this a "fleet" is a feeder or two: no fleet incident
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,9 @@ class AlertPolicy:
     escalate_after_s: float = 900.0
     claim_timeout_s: float = 60.0  # a notification claimed this long ago by a dead sender is sent again
     tz: str = "Asia/Shanghai"
+    # Outages starting within the window on more than this share of the key accounts are one
+    # fleet-wide incident (a storm or a substation), whatever their feeders.
+    fleet_fraction: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,7 @@ class SiteInfo:
     name: str
     feeder_id: str | None
     planned_ms: tuple[tuple[int, int], ...] = ()
+    kind: str = "account"
 
 
 @dataclass
@@ -130,7 +136,7 @@ def site_infos(registry: Registry) -> dict[str, SiteInfo]:
         windows = tuple(
             (_ms(s), _ms(e)) for s, e in planned.get(site.id, []) + planned.get(site.feeder_id or "", [])
         )
-        out[site.id] = SiteInfo(site.name, site.feeder_id, windows)
+        out[site.id] = SiteInfo(site.name, site.feeder_id, windows, site.kind)
     return out
 
 
@@ -271,12 +277,14 @@ class AlertEngine:
         if planned:
             s.flush()
             return  # recorded, never paged: the customers were told
-        group = f"feeder:{info.feeder_id}" if info.feeder_id else f"site:{event.site}"
         window_ms = int(self.policy.incident_window_s * 1000)
+        group = self._group(s, event, info, window_ms)
+        # A fleet-wide outage joins the first open outage incident of the window, whatever its
+        # feeder, which becomes the fleet's: one page for the storm, updates after it.
         incident = s.scalars(
             select(IncidentRow)
             .where(
-                IncidentRow.group_key == group,
+                IncidentRow.group_key == group if group != FLEET else IncidentRow.rule == OUTAGE,
                 IncidentRow.rule == OUTAGE,
                 IncidentRow.state.in_(OPEN_STATES),
                 IncidentRow.first_start_ms >= event.ts_ms - window_ms,
@@ -301,9 +309,36 @@ class AlertEngine:
             s.flush()
             self._notify(s, incident, "incident", OPS, now, now)
         else:
+            incident.group_key = group if group == FLEET else incident.group_key
             alert.incident_id = incident.id
             s.flush()
             self._fold_update(s, incident, now)
+
+    def _group(self, s: Session, event: PowerEvent, info: SiteInfo, window_ms: int) -> str:
+        """The incident an outage belongs to: the fleet's when most accounts lost supply
+        within the window (one page for a storm), else its feeder's (or its own site's)."""
+        accounts = sum(1 for i in self.sites().values() if i.kind == "account")
+        near = (
+            AlertRow.rule == OUTAGE,
+            AlertRow.suppressed.is_(None),
+            AlertRow.started_ms >= event.ts_ms - window_ms,
+            AlertRow.started_ms <= event.ts_ms + window_ms,
+        )
+        fleet_open = s.scalar(
+            select(IncidentRow.id).where(
+                IncidentRow.group_key == FLEET,
+                IncidentRow.state.in_(OPEN_STATES),
+                IncidentRow.first_start_ms >= event.ts_ms - window_ms,
+                IncidentRow.first_start_ms <= event.ts_ms + window_ms,
+            )
+        )
+        if fleet_open is not None:
+            return FLEET
+        # The new alert is already in the session (autoflushed), so it is counted here.
+        recent = s.scalar(select(func.count(AlertRow.id)).where(*near)) or 0
+        if accounts >= FLEET_MIN_ACCOUNTS and recent > self.policy.fleet_fraction * accounts:
+            return FLEET
+        return f"feeder:{info.feeder_id}" if info.feeder_id else f"site:{event.site}"
 
     def _power_on(self, s: Session, event: PowerEvent, info: SiteInfo, now: int) -> None:
         alert = self._open_alert(s, event.site)
@@ -510,7 +545,7 @@ class AlertEngine:
         ]
         restored = sum(1 for x in sites if x["state"] == RESOLVED)
         off = len(sites) - restored
-        where = incident.group_key.split(":", 1)[1]
+        where = "whole fleet" if incident.group_key == FLEET else incident.group_key.split(":", 1)[1]
         if incident.rule != OUTAGE:
             return self._render_condition(incident, kind, sites)
         headline = {

@@ -176,3 +176,31 @@ def test_bad_quiet_modes_are_refused_with_what_to_fix(registry, clock):
         e.quiet("site", "NOPE", T0 + 1, "x", "li")
     with pytest.raises(Exception, match="needs a reason"):
         e.quiet("storm", "", T0 + 1, " ", "li")
+
+
+def test_most_of_the_fleet_losing_supply_at_once_is_one_fleet_incident(tmp_path: Path, clock: Clock) -> None:
+    """Eight accounts on four feeders; six lose supply within 25 s (a storm). The first feeder
+    pages at once, the second too (still a feeder-sized event); from the fifth account, more
+    than half the fleet, every outage joins one fleet incident and pages no more."""
+    rows = [f"F{f},feeder,Feeder {f},10,3,F{f}-M,57.7,,,gb,," for f in range(1, 5)]
+    rows += [f"S{i},account,Site {i},10,3,S{i}-M,57.7,,,gb,F{(i + 1) // 2}," for i in range(1, 9)]
+    (tmp_path / "reg.csv").write_text(HEADER + "\n".join(rows) + "\n")
+    reg = Registry(f"sqlite:///{tmp_path / 'fleet.db'}")
+    reg.import_csv(tmp_path / "reg.csv")
+    eng = engine(reg, clock)
+    for n in range(1, 7):
+        eng.on_events([off(f"S{n}", T0 + n * 5000)])
+    pages = [r for r in outbox(reg) if r.kind == "incident"]
+    assert len(pages) == 2 * 2  # two incidents (F1, F2), two channels each
+    assert [p.title for p in pages[::2]] == [
+        "Outage: 1 account(s) without supply (F1)",
+        "Outage: 1 account(s) without supply (F2)",
+    ]
+    fleet = eng.open_incidents()
+    merged = [i for i in fleet if i["group"] == "fleet:all"]
+    assert len(merged) == 1 and {x["site"] for x in merged[0]["sites"]} == {"S1", "S2", "S5", "S6"}
+    clock.advance(60)
+    eng.tick()
+    updates = [r.title for r in outbox(reg) if r.kind == "incident_update"]
+    assert "Outage update (whole fleet): 4 account(s), 0 restored" in updates
+    reg.close()
