@@ -479,6 +479,14 @@ def cmd_alerts_ack(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_alerts_resolve(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.comment.strip():
+        raise PqmonError("say why it is resolved by hand: --comment TEXT")
+    _alert_engine(settings).resolve(args.incident, args.by, args.comment)
+    print(f"incident {args.incident} resolved by {args.by}; its resolve notice goes out")
+    return 0
+
+
 def cmd_alerts_silence(args: argparse.Namespace, settings: Settings) -> int:
     if bool(args.storm) == bool(args.site or args.feeder) or (args.site and args.feeder):
         raise PqmonError("name exactly one of --storm, --site SITE, --feeder FEEDER")
@@ -613,6 +621,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", required=True, help="who takes it")
     p.add_argument("--comment", required=True, help="what is being done")
     p.set_defaults(func=cmd_alerts_ack)
+    p = al.add_parser("resolve", help="resolve an incident by hand (a condition that will not clear itself)")
+    p.add_argument("incident", type=int)
+    p.add_argument("--by", required=True, help="who resolves it")
+    p.add_argument("--comment", required=True, help="why")
+    p.set_defaults(func=cmd_alerts_resolve)
     p = al.add_parser("silence", help="maintenance (--site/--feeder) or storm mode (--storm) until a time")
     p.add_argument("--storm", action="store_true", help="hold every page (resolve notices still go out)")
     p.add_argument("--site")

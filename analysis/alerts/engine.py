@@ -650,6 +650,29 @@ class AlertEngine:
                 .values(state=CANCELLED)
             )
 
+    def resolve(self, incident_id: int, by: str, comment: str) -> None:
+        """Resolve an incident by hand (its condition will not clear by itself, e.g. a meter
+        taken out of service): its open alerts end now and the resolve notice goes out. A
+        condition that is still true fires again on the next pass, as a new alert."""
+        now = self.now_ms()
+        with self._session.begin() as s:
+            incident = s.get(IncidentRow, incident_id)
+            if incident is None:
+                raise AlertError(f"no incident {incident_id}; 'pqmon alerts list' shows the open ones")
+            if incident.state == RESOLVED:
+                raise AlertError(f"incident {incident_id} is already resolved")
+            s.execute(
+                update(AlertRow)
+                .where(AlertRow.incident_id == incident_id, AlertRow.state.in_(OPEN_STATES))
+                .values(state=RESOLVED, ended_ms=now, last_seen_ms=now)
+            )
+            if incident.acked_by is None:
+                incident.acked_by, incident.acked_ms = by, now
+            note = f"resolved by hand by {by}: {comment}"
+            incident.ack_comment = ((incident.ack_comment + "; ") if incident.ack_comment else "") + note
+            incident.ack_comment = incident.ack_comment[:500]
+            self._resolve_incident(s, incident, now)
+
     def quiet(self, scope: str, target: str, until_ms: int, reason: str, by: str) -> int:
         if scope not in ("storm", "site", "feeder"):
             raise AlertError(f"quiet mode scope must be storm, site or feeder, got {scope!r}")

@@ -204,3 +204,20 @@ def test_most_of_the_fleet_losing_supply_at_once_is_one_fleet_incident(tmp_path:
     updates = [r.title for r in outbox(reg) if r.kind == "incident_update"]
     assert "Outage update (whole fleet): 4 account(s), 0 restored" in updates
     reg.close()
+
+
+def test_an_incident_resolved_by_hand_sends_its_resolve_notice_and_a_true_condition_fires_anew(
+    registry, clock
+):
+    eng = engine(registry, clock)
+    assert eng.fire("silent", "B01", "", T0, "minor", "no reading for 20 min")
+    [incident] = eng.open_incidents()
+    clock.advance(300)
+    eng.resolve(incident["incident"], "ops1", "meter removed for calibration")
+    resolved = [r for r in outbox(registry) if r.kind == "resolved"]
+    assert len(resolved) == 2  # one per ops channel
+    assert eng.open_incidents() == []
+    assert eng.incident(incident["incident"])["ack_comment"].endswith("meter removed for calibration")
+    with pytest.raises(Exception, match="already resolved"):
+        eng.resolve(incident["incident"], "ops1", "again")
+    assert eng.fire("silent", "B01", "", T0 + 600_000, "minor", "still silent")  # a new alert
