@@ -17,6 +17,12 @@ Per request it records, in-process:
            the store, in this script only, sums it per thread)
   app      server minus queries: registry reads, the view's Python, JSON encoding
 
+The overview keeps the fleet's sums until the worker's next pass (dashboard.rollup_cache), so
+the operator's overview is timed twice: "cold" empties that cache before every request (the
+first request after each worker pass, or every request with the cache off) and "warm" does
+not (every other request). The target is judged on the warm figure; the cold one says what
+the first user after a pass waits.
+
 and prints p50/p95 of each, the app's share, and p95 against the targets: <= 300 ms at
 1,000 accounts, <= 1 s at 10,000 (sizes in between: the 1,000 target).
 
@@ -343,9 +349,12 @@ def run(
     payload: dict[str, Any],
     n: int,
     check: Callable[[dict], None],
+    before_each: Callable[[], None] | None = None,
 ) -> list[tuple[float, float, int]]:
     out = []
     for k in range(n + 2):  # two warm-ups, not counted
+        if before_each is not None:
+            before_each()
         timed.samples.clear()
         resp = http.post(base + "/_dash-update-component", json=payload, timeout=120)
         if resp.status_code != 200:
@@ -445,10 +454,21 @@ def _bench(args: argparse.Namespace, tmp: Path, influx: LocalInflux) -> int:
             return check
 
         ops = login(base, "ops")
+        rollups = app.server.extensions["pqmon"].rollups
+        samples = run(
+            ops,
+            base,
+            timed,
+            overview_payload(first, last),
+            args.requests,
+            rows_check(args.accounts),
+            before_each=rollups.clear,
+        )
+        report(f"overview, operator ({args.accounts}), cold", samples, target_for(args.accounts))
         samples = run(
             ops, base, timed, overview_payload(first, last), args.requests, rows_check(args.accounts)
         )
-        ok &= report(f"overview, operator ({args.accounts})", samples, target_for(args.accounts))
+        ok &= report(f"overview, operator ({args.accounts}), warm", samples, target_for(args.accounts))
         mgr = login(base, "mgr0")
         mine = len(range(0, args.accounts, MANAGERS))
         samples = run(mgr, base, timed, overview_payload(first, last), args.requests, rows_check(mine))

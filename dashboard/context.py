@@ -6,7 +6,8 @@ and callbacks find the objects of the app that is serving them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from flask import Flask, current_app
 
@@ -14,6 +15,7 @@ from core.accounts import Accounts
 from core.registry import Registry
 from core.settings import Settings
 from core.store import InfluxStore
+from dashboard.rollup_cache import RollupCache
 from dashboard.throttle import LoginThrottle
 
 EXTENSION_KEY = "pqmon"
@@ -26,6 +28,7 @@ class DashboardContext:
     store: InfluxStore
     throttle: LoginThrottle
     accounts: Accounts
+    rollups: RollupCache[Any] = field(default_factory=RollupCache)
 
 
 def install(server: Flask, ctx: DashboardContext) -> None:

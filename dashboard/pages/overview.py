@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 from analysis.alerts.state import OPEN_STATES, AlertRow
 from analysis.calendar import day_range_ms, local_day
 from analysis.period import MonitoredPeriod, commissioning, monitored_period
+from analysis.worker import LAST_PASS_KEY
 from core.errors import PqmonError
 from core.lineproto import quote_literal
 from core.registry import ROLES, Registry, Site
@@ -158,6 +159,21 @@ def read_fleet(
     return data
 
 
+def fleet_sums(
+    store: InfluxStore, registry: Registry, start_ms: int, end_ms: int, tz: str, wanted: set[str]
+) -> FleetData:
+    """A few sites: asked of the store by name. Many: the fleet's sums, shared across users
+    until the worker's next pass (dashboard.rollup_cache), then narrowed by the caller."""
+    if len(wanted) <= SITE_FILTER_MAX:
+        return read_fleet(store, start_ms, end_ms, tz, wanted)
+    version = registry.get_state(LAST_PASS_KEY) or ""
+    shared: FleetData = get_context().rollups.get(
+        ("fleet", start_ms, end_ms, tz, version), lambda: read_fleet(store, start_ms, end_ms, tz, None)
+    )
+    # build_view replaces entries of its own copy; the shared sums themselves are never changed.
+    return FleetData(dict(shared.vq), dict(shared.rel), dict(shared.first), list(shared.outages))
+
+
 def read_from(store: InfluxStore, starts: dict[int, set[str]], end_ms: int) -> dict[int, Sums]:
     """Sums from each given start (a commissioning day inside the period) for the named sites."""
     if not starts:
@@ -207,7 +223,7 @@ def build_view(
         feeders = [f for f in feeders_all if f.id in mine]
     wanted = {s.id for s in accounts} | {f.id for f in feeders}
     start_ms, end_ms = day_range_ms(day_from, day_to, tz)
-    data = read_fleet(store, start_ms, end_ms, tz, wanted if len(wanted) <= SITE_FILTER_MAX else None)
+    data = fleet_sums(store, registry, start_ms, end_ms, tz, wanted)
     periods = _periods(accounts, data.first, day_from, day_to, tz, now_ms)
 
     # Accounts whose monitored life starts inside the period: their sums (and their feeder's,
