@@ -431,7 +431,7 @@ def duration_curve_figure(df: pd.DataFrame, nominal_v: float | None, band_pct: t
         title={"text": _("Voltage duration curve (bucket means)"), "font": {"size": 15}},
         height=360,
         xaxis={"title": {"text": _("Share of time at or above (%)")}},
-        yaxis={"title": {"text": _("Voltage (% of nominal)")}},
+        yaxis={"title": {"text": _("Voltage relative to nominal (%)")}},
     )
     return fig.to_dict()
 
@@ -608,7 +608,7 @@ def itic_figure(events: pd.DataFrame) -> Figure:
         title={"text": _("Dips and swells on the ITIC and SEMI F47 curves"), "font": {"size": 15}},
         height=380,
         xaxis={"type": "log", "title": {"text": _("Duration (s)")}},
-        yaxis={"title": {"text": _("Voltage (% of nominal)")}, "range": [0, 220]},
+        yaxis={"title": {"text": _("Voltage relative to nominal (%)")}, "range": [0, 220]},
     )
     if not len(events):
         fig.add_annotation(

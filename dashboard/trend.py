@@ -303,7 +303,7 @@ def headline(report: dict[str, Any], prefix: str) -> list[Any]:
         card(
             _("RS-1 without short interruptions"),
             pct_value(report.get("rs1_excl_short_pct"), 3),
-            _("interruptions of at most 3 minutes left out"),
+            _("short interruptions left out"),
             f"{prefix}-rs1-excl-short",
         ),
         card(

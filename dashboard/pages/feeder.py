@@ -92,7 +92,7 @@ def layout(access: authz.Access, feeder_id: str | None = None, **query: str) -> 
     facts = dmc.SimpleGrid(
         [
             html.Div(
-                [dmc.Text(_("Voltage class"), size="xs", c="dimmed"), num(feeder.voltage_class_kv, 1) + " kV"]
+                [dmc.Text(_("Voltage class"), size="xs", c="dimmed"), volts(feeder.voltage_class_kv * 1000.0)]
             ),
             html.Div(
                 [

@@ -506,6 +506,8 @@ def test_feeder_callbacks_refuse_another_feeder(env: Env, name: str) -> None:
     assert_nothing_drawn(other.json()["response"])
     if name == "headline":
         assert FORBIDDEN in other.text
+    layout = texts(client.page("/feeder/F01").json())
+    assert "North Feeder Nine" in layout and "10 kV line / 5.77 kV phase" in layout
     page = texts(client.page("/feeder/F02").json())
     assert FORBIDDEN in page and "South Feeder" not in page
     own = call_page(client, "feeder", FEEDER_CALLBACKS[name], "F01", env.period)
