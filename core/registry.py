@@ -377,14 +377,18 @@ class Registry:
 
     # -- sites and meters -------------------------------------------------------------------
     def sites(self, kind: str | None = None) -> list[Site]:
+        """Every site (of ``kind``) with its meters. Plain rows, not ORM objects: the dashboard
+        asks for a thousand sites per request, and ORM instances cost five times as much."""
         with self._session() as s:
-            q = select(SiteRow).order_by(SiteRow.id)
+            q = select(SiteRow.__table__).order_by(SiteRow.id)
             if kind:
                 q = q.where(SiteRow.kind == kind)
-            rows = s.scalars(q).all()
+            rows = s.execute(q).all()
             meters: dict[str, list[Meter]] = {}
-            for m in s.scalars(select(MeterRow).order_by(MeterRow.meter_id)):
-                meters.setdefault(m.site_id, []).append(Meter(m.site_id, m.meter_id, m.nominal_v))
+            for site_id, meter_id, nominal_v in s.execute(
+                select(MeterRow.site_id, MeterRow.meter_id, MeterRow.nominal_v).order_by(MeterRow.meter_id)
+            ):
+                meters.setdefault(site_id, []).append(Meter(site_id, meter_id, nominal_v))
             return [_site(r, meters.get(r.id, [])) for r in rows]
 
     def site(self, site_id: str) -> Site:
@@ -577,14 +581,16 @@ class Registry:
         Managers and customers see what they are assigned, never what a free-text column of
         the registry CSV names: a later user of the same name must not inherit accounts.
         """
-        sites = self.sites(kind)
-        if user.disabled:
+        if user.disabled or user.role not in ROLES:
             return []
+        q = select(SiteRow.id).order_by(SiteRow.id)
+        if kind:
+            q = q.where(SiteRow.kind == kind)
+        with self._session() as s:
+            ids = list(s.scalars(q))
         if user.role in ("admin", "operator"):
-            return [s.id for s in sites]
-        if user.role in ("manager", "customer"):
-            return [s.id for s in sites if s.id in user.sites]
-        return []
+            return ids
+        return [i for i in ids if i in user.sites]
 
     # -- planned outages --------------------------------------------------------------------
     def add_planned_outage(
@@ -740,7 +746,8 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.close()
 
 
-def _site(row: SiteRow, meters: list[Meter]) -> Site:
+def _site(row: Any, meters: list[Meter]) -> Site:
+    """A Site from a SiteRow or a plain row of the site table (same attribute names)."""
     return Site(
         id=row.id,
         kind=row.kind,

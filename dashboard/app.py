@@ -146,7 +146,15 @@ def main(settings: Settings) -> None:
     """Serve the dashboard on PQMON_DASHBOARD_HOST:PQMON_DASHBOARD_PORT until interrupted."""
     from werkzeug.serving import run_simple
 
+    import threading
+
+    from dashboard.fleet_data import prewarm_forever
+
     app = create_app(settings)
+    stop = threading.Event()
+    threading.Thread(
+        target=prewarm_forever, args=(app.server.extensions["pqmon"], stop), name="prewarm", daemon=True
+    ).start()
     host, port = settings.dashboard_host, settings.dashboard_port
     log.info("dashboard on http://%s:%d/", host, port)
     run_simple(host, port, app.server, threaded=True, use_reloader=False, use_debugger=False)

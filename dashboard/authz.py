@@ -87,6 +87,7 @@ class Access:
         self.user = user
         self._registry = get_context().registry
         self._site_ids: list[str] | None = None
+        self._sites: list[Site] | None = None
 
     @property
     def role(self) -> str:
@@ -99,8 +100,10 @@ class Access:
         return self._site_ids
 
     def sites(self) -> list[Site]:
-        allowed = set(self.site_ids())
-        return [s for s in self._registry.sites("account") if s.id in allowed]
+        if self._sites is None:
+            allowed = set(self.site_ids())
+            self._sites = [s for s in self._registry.sites("account") if s.id in allowed]
+        return self._sites
 
     def site(self, site_id: object) -> Site:
         """The account, if this user may read it; Forbidden otherwise (also when unknown)."""
