@@ -144,9 +144,9 @@ def extra_blueprints() -> list[Any]:
 
 def main(settings: Settings) -> None:
     """Serve the dashboard on PQMON_DASHBOARD_HOST:PQMON_DASHBOARD_PORT until interrupted."""
-    from werkzeug.serving import run_simple
-
     import threading
+
+    from werkzeug.serving import run_simple
 
     from dashboard.fleet_data import prewarm_forever
 
