@@ -14,14 +14,16 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from analysis.alerts.notices import NoticeBook
 from analysis.calendar import day_start_ms
 from analysis.report import site_report
 from core.lineproto import line
@@ -209,6 +211,16 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     registry.add_user("cust1", "customer", PASSWORD, ["A001"])
     registry.add_user("cust2", "customer", PASSWORD, ["A002"])
     registry.add_user("ops", "operator", PASSWORD)
+    contacts = data_dir / "contacts.csv"
+    contacts.write_text(
+        "site_id,name,phone,email,robot_url,robot_secret,lang\n"
+        "A001,Li Wei,13800000001,li.wei@alpha.example,,,zh-CN\n"
+        "A002,Zhang Min,13800000002,zhang.min@beta.example,,,zh-CN\n"
+    )
+    registry.import_contacts(contacts)
+    ahead = datetime.now(UTC).replace(tzinfo=None, microsecond=0) + timedelta(days=2)
+    NoticeBook(registry).register("F01", ahead, ahead + timedelta(hours=3), "transformer swap")  # covers A001
+    registry.add_planned_outage("A001", ahead - timedelta(days=9), ahead - timedelta(days=8), "long past")
     store = InfluxStore.from_settings(settings)
     store.ensure_database()
 
@@ -427,6 +439,14 @@ def test_account_outages_events_and_silence(env: Env) -> None:
     assert not any(r["start"] < day for r in silent), "nothing silent before the monitored life"
 
 
+def registry_past_start(env: Env) -> str:
+    """The past planned outage's start as the page would write it."""
+    (start, _end), *_ = [
+        p for p in env.registry.planned_outages("A001") if p[0] < datetime.now(UTC).replace(tzinfo=None)
+    ]
+    return start.replace(tzinfo=UTC).astimezone(ZoneInfo(TZ)).strftime("%Y-%m-%d %H:%M")
+
+
 def test_account_layout_facts(env: Env) -> None:
     client = Client(env.url, "cust1")
     resp = client.page("/account/A001")
@@ -435,7 +455,11 @@ def test_account_layout_facts(env: Env) -> None:
     assert "10 kV line / 5.77 kV phase" in page
     assert "metered on the PT secondary: 57.74 V phase (ratio 100)" in page
     assert "/feeder/F01" in page and "North Feeder Nine" in page
-    assert "Beta Steel Works" not in page
+    assert "Li Wei" in page and "li.wei@alpha.example" in page
+    assert "transformer swap" in page, "the feeder's planned window reaches its accounts"
+    past = registry_past_start(env)
+    assert past not in page, "only planned outages ahead"
+    assert "Beta Steel Works" not in page and "Zhang Min" not in page
 
     refused = texts(client.page("/account/A002").json())
     assert (
