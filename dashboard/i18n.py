@@ -33,7 +33,8 @@ def N_(text: str) -> str:  # noqa: N802  (gettext's name for it)
 
 
 def babel_locale(code: str) -> str:
-    """zh-CN (what users and settings say) -> zh_CN (what Babel and gettext say)."""
+    """zh-CN (what users and settings say) -> zh_CN (what Babel parses; its catalogs live under
+    Babel's full name for it, zh_Hans_CN)."""
     return code.replace("-", "_")
 
 

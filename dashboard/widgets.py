@@ -52,19 +52,17 @@ def forbidden_page(component_id: str = FORBIDDEN_ID) -> html.Div:
     )
 
 
-def card(
-    label: str, value: str, detail: Any = "", card_id: str | None = None, colour: str | None = None
-) -> Any:
+def card(label: str, value: str, detail: Any = "", card_id: str | None = None, colour: str | None = None) -> Any:
     """A headline figure; ``colour`` is a Mantine colour name for the value (against target)."""
-    value_text = (
-        dmc.Text(value, fz=26, fw=600, c=colour, id=card_id)
-        if card_id
-        else dmc.Text(value, fz=26, fw=600, c=colour)
-    )
+    style: dict[str, Any] = {"fz": 26, "fw": 600}
+    if colour:  # Mantine refuses a null colour: leave the prop out instead
+        style["c"] = colour
+    if card_id:
+        style["id"] = card_id
     return dmc.Paper(
         [
             dmc.Text(label, size="xs", c="dimmed", tt="uppercase"),
-            value_text,
+            dmc.Text(value, **style),
             dmc.Text(detail, size="xs", c="dimmed"),
         ],
         p="sm",

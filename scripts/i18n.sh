@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Refresh the dashboard's translation catalogs after changing visible strings:
 #   bash scripts/i18n.sh          extract, merge into both .po files, compile the .mo files
-# Translators then fill in dashboard/translations/zh_CN/LC_MESSAGES/messages.po and run it again.
+# Translators then fill in dashboard/translations/zh_Hans_CN/LC_MESSAGES/messages.po and run it again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=dashboard/translations
 .venv/bin/pybabel extract -F babel.cfg -k N_ --no-location --sort-output \
   --project pqmon --copyright-holder "pqmon authors" -o "$D/messages.pot" dashboard
-for loc in zh_CN en; do
+for loc in zh_Hans_CN en; do
   if [ -f "$D/$loc/LC_MESSAGES/messages.po" ]; then
     .venv/bin/pybabel update --no-fuzzy-matching --ignore-obsolete -i "$D/messages.pot" -d "$D" -l "$loc"
   else

@@ -1,4 +1,4 @@
-"""Fill zh_CN translations from JSON files of {"English msgid": "中文"} (helps batch translation).
+"""Fill Simplified Chinese (zh_Hans_CN) translations from JSON files of {"English msgid": "中文"} (helps batch translation).
 
     .venv/bin/python scripts/po_fill.py FILE.json [FILE.json ...]
     bash scripts/i18n.sh        # then compile
@@ -14,12 +14,12 @@ from pathlib import Path
 
 from babel.messages.pofile import read_po, write_po
 
-PO = Path(__file__).resolve().parent.parent / "dashboard/translations/zh_CN/LC_MESSAGES/messages.po"
+PO = Path(__file__).resolve().parent.parent / "dashboard/translations/zh_Hans_CN/LC_MESSAGES/messages.po"
 
 
 def main(paths: list[str]) -> int:
     with PO.open("rb") as fh:
-        catalog = read_po(fh, locale="zh_CN")
+        catalog = read_po(fh, locale="zh_Hans_CN")
     unknown = []
     for path in paths:
         for msgid, text in json.loads(Path(path).read_text(encoding="utf-8")).items():

@@ -40,7 +40,7 @@ def test_the_dashboard_has_strings_to_translate() -> None:
     assert len(source_messages()) > 40
 
 
-@pytest.mark.parametrize("locale", ["zh_CN", "en"])
+@pytest.mark.parametrize("locale", ["zh_Hans_CN", "en"])
 def test_every_visible_string_is_in_the_catalog(locale: str) -> None:
     cat = catalog(locale)
     missing = sorted(m for m in source_messages() if cat.get(m) is None)
@@ -48,22 +48,22 @@ def test_every_visible_string_is_in_the_catalog(locale: str) -> None:
 
 
 def test_every_string_has_a_chinese_translation() -> None:
-    cat = catalog("zh_CN")
+    cat = catalog("zh_Hans_CN")
     untranslated = sorted(m for m in source_messages() if not (cat.get(m) and cat.get(m).string))
     fuzzy = sorted(m.id for m in cat if m.id and m.fuzzy)
-    assert not untranslated, f"no zh_CN translation: {untranslated}"
-    assert not fuzzy, f"fuzzy (unchecked) zh_CN translations: {fuzzy}"
+    assert not untranslated, f"no zh-CN translation: {untranslated}"
+    assert not fuzzy, f"fuzzy (unchecked) zh-CN translations: {fuzzy}"
 
 
 def test_translations_keep_every_placeholder() -> None:
-    for message in catalog("zh_CN"):
+    for message in catalog("zh_Hans_CN"):
         if message.id and message.string:
             assert set(PLACEHOLDER.findall(str(message.id))) == set(
                 PLACEHOLDER.findall(str(message.string))
             ), message.id
 
 
-@pytest.mark.parametrize("locale", ["zh_CN", "en"])
+@pytest.mark.parametrize("locale", ["zh_Hans_CN", "en"])
 def test_compiled_catalog_matches_its_source(locale: str) -> None:
     expected = BytesIO()
     write_mo(expected, catalog(locale))
