@@ -487,6 +487,62 @@ def cmd_alerts_resolve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_alerts_subscribe(args: argparse.Namespace, settings: Settings) -> int:
+    from analysis.alerts.subscriptions import subscribe
+    from core.registry import Registry
+
+    registry = Registry(settings.registry_url)
+    try:
+        sub_id = subscribe(
+            registry,
+            args.user,
+            args.channel,
+            args.to,
+            args.min_severity,
+            args.site or [],
+            args.quiet,
+            args.secret,
+        )
+    finally:
+        registry.close()
+    print(f"subscription {sub_id}: {args.user} gets {args.min_severity}+ alerts by {args.channel}")
+    return 0
+
+
+def cmd_alerts_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
+    from analysis.alerts.subscriptions import subscriptions
+    from core.registry import Registry
+
+    registry = Registry(settings.registry_url)
+    try:
+        rows = subscriptions(registry, args.user)
+    finally:
+        registry.close()
+    if not rows:
+        print("no subscriptions")
+    for sub in rows:
+        sites = ",".join(sorted(sub.sites)) or "all visible"
+        target = sub.target if sub.channel == "email" else sub.target.split("?")[0] + "?..."
+        quiet = f" quiet {sub.quiet}" if sub.quiet else ""
+        head = f"{sub.id:>4}  {sub.user:<16} {sub.channel:<9} {sub.min_severity}+"
+        print(f"{head}  sites {sites}{quiet}  {target}")
+    return 0
+
+
+def cmd_alerts_unsubscribe(args: argparse.Namespace, settings: Settings) -> int:
+    from analysis.alerts.subscriptions import unsubscribe
+    from core.registry import Registry
+
+    registry = Registry(settings.registry_url)
+    try:
+        if not unsubscribe(registry, args.id):
+            raise PqmonError(f"no subscription {args.id}; 'pqmon alerts subscriptions' lists them")
+    finally:
+        registry.close()
+    print(f"subscription {args.id} removed")
+    return 0
+
+
 def cmd_alerts_silence(args: argparse.Namespace, settings: Settings) -> int:
     if bool(args.storm) == bool(args.site or args.feeder) or (args.site and args.feeder):
         raise PqmonError("name exactly one of --storm, --site SITE, --feeder FEEDER")
@@ -621,6 +677,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", required=True, help="who takes it")
     p.add_argument("--comment", required=True, help="what is being done")
     p.set_defaults(func=cmd_alerts_ack)
+    p = al.add_parser("subscribe", help="a user's own channel for alerts: sites, severity, quiet hours")
+    p.add_argument("user")
+    p.add_argument("--channel", required=True, choices=["email", "webhook", "dingtalk", "wecom"])
+    p.add_argument("--to", required=True, help="the e-mail address, or the webhook/robot URL")
+    p.add_argument("--secret", help="a DingTalk robot's signing secret")
+    p.add_argument("--min-severity", default="major", choices=["minor", "major", "critical"])
+    p.add_argument("--site", action="append", help="only these accounts (repeat; default all the user's)")
+    p.add_argument("--quiet", help="quiet hours, local time, e.g. 22:00-07:00 (critical still goes at once)")
+    p.set_defaults(func=cmd_alerts_subscribe)
+    p = al.add_parser("subscriptions", help="list personal subscriptions")
+    p.add_argument("--user")
+    p.set_defaults(func=cmd_alerts_subscriptions)
+    p = al.add_parser("unsubscribe", help="remove a personal subscription")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_alerts_unsubscribe)
     p = al.add_parser("resolve", help="resolve an incident by hand (a condition that will not clear itself)")
     p.add_argument("incident", type=int)
     p.add_argument("--by", required=True, help="who resolves it")

@@ -366,6 +366,7 @@ class Registry:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         import analysis.alerts.state  # noqa: F401  (its tables live in this database too)
+        import analysis.alerts.subscriptions  # noqa: F401
         import core.accounts  # noqa: F401  (sessions, API tokens, audit log)
 
         Base.metadata.create_all(self.engine)

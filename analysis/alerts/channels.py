@@ -982,6 +982,22 @@ def _to_list(name: str, value: object) -> list[str]:
     raise ConfigError(f"alert channel {name!r}: to must be a list of e-mail addresses")
 
 
+def smtp_to(base: SmtpChannel, address: str, name: str) -> SmtpChannel:
+    """The mail server, login and sender of ``base``, writing to ``address`` only (customer
+    notices and personal subscriptions use the operator's configured server)."""
+    return SmtpChannel(
+        name,
+        base.host,
+        base.port,
+        base.sender,
+        [address],
+        base.security,
+        base.user,
+        base.password,
+        base.timeout_s,
+    )
+
+
 def channel_from_config(name: str, cfg: Mapping[str, Any]) -> Channel:
     """One channel from its configuration table; a configuration that cannot work raises ConfigError.
 

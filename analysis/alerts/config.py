@@ -47,6 +47,7 @@ class AlertConfig:
     rules: Any = None  # ConditionRule: global voltage and silence thresholds
     rule_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # "class:10", "site:A001"
     notices: Any = None  # NoticePolicy: planned-outage notices to customers ([notices])
+    subscription_email: str | None = None  # [subscriptions] email_channel: users' own addresses
 
 
 def _read(path: str) -> dict[str, Any]:
@@ -66,11 +67,11 @@ def parse(raw: dict[str, Any], tz: str, source: str = "PQMON_ALERTS_FILE") -> Al
     from analysis.alerts.notices import parse_notices
     from analysis.alerts.voltage import parse_rules
 
-    known = {"policy", "channels", "rules", "notices"}
+    known = {"policy", "channels", "rules", "notices", "subscriptions"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(
-            f"{source}: unknown section(s) {', '.join(sorted(unknown))}; expected policy, channels"
+            f"{source}: unknown section(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(known))}"
         )
     values: dict[str, float] = {}
     for key, value in (raw.get("policy") or {}).items():
@@ -102,7 +103,17 @@ def parse(raw: dict[str, Any], tz: str, source: str = "PQMON_ALERTS_FILE") -> Al
         n for n, c in (raw.get("channels") or {}).items() if isinstance(c, dict) and c.get("type") == "email"
     ]
     notices = parse_notices(raw.get("notices") or {}, tz, emails, source)
-    return AlertConfig(policy, Routes(groups), channels, base, overrides, notices)
+    subs = raw.get("subscriptions") or {}
+    bad = set(subs) - {"email_channel"}
+    if bad:
+        raise ConfigError(f"{source}: [subscriptions] {', '.join(sorted(bad))}: expected email_channel")
+    sub_email = subs.get("email_channel")
+    if sub_email is not None and sub_email not in emails:
+        raise ConfigError(
+            f"{source}: [subscriptions] email_channel {sub_email!r} is not an email channel;"
+            f" known: {', '.join(emails) or 'none'}"
+        )
+    return AlertConfig(policy, Routes(groups), channels, base, overrides, notices, sub_email)
 
 
 def load(settings: Settings) -> AlertConfig:

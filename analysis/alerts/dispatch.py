@@ -43,10 +43,14 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         claim_timeout_s: float = 60.0,
         workers: int = 8,
+        subscription_email: str | None = None,
     ) -> None:
         from analysis.alerts.channels import RateLimiter
 
+        self.registry = registry
         self.channels = dict(channels)
+        # The configured email channel whose server writes to users' subscribed addresses.
+        self.subscription_email = self.channels.get(subscription_email) if subscription_email else None
         self.clock = clock
         self.claim_timeout_ms = int(claim_timeout_s * 1000)
         self._session = sessionmaker(registry.engine, expire_on_commit=False)
@@ -128,8 +132,10 @@ class Dispatcher:
                 payload=json.loads(row.payload),
             )
             channel_name, attempts = row.channel, row.attempts
-        channel = self.channels.get(channel_name)
-        if channel is None:
+        channel = self._channel(channel_name)
+        if isinstance(channel, DeliveryResult):
+            result = channel
+        elif channel is None:
             result = DeliveryResult(False, False, f"channel {channel_name!r} is not configured any more")
         elif isinstance(channel, RATE_LIMITED) and not self.limiter.try_take(channel.recipient):
             wait_ms = int(max(0.5, self.limiter.wait_s(channel.recipient)) * 1000)
@@ -156,6 +162,18 @@ class Dispatcher:
             else:
                 row.state = FAILED
                 log.error("notification %d to %s failed for good: %s", row_id, channel_name, result.detail)
+
+    def _channel(self, name: str) -> Any:
+        """A configured channel, or the sender of a personal subscription ("sub:<id>")."""
+        from analysis.alerts.channels import DeliveryResult
+        from analysis.alerts.subscriptions import PREFIX, channel_for, subscription
+
+        if not name.startswith(PREFIX):
+            return self.channels.get(name)
+        sub = subscription(self.registry, int(name.removeprefix(PREFIX)))
+        if sub is None:
+            return DeliveryResult(False, False, "the subscription was removed")
+        return channel_for(sub, self.subscription_email)
 
     def _requeue(self, row_id: int, after_ms: int, why: str) -> None:
         with self._session.begin() as s:
@@ -184,7 +202,12 @@ def run_forever(settings: Any, stop: threading.Event, interval_s: float = 0.2) -
     config = load(settings)
     registry = Registry(settings.registry_url)
     engine = AlertEngine(registry, config.routes, config.policy)
-    dispatcher = Dispatcher(registry, config.channels, claim_timeout_s=config.policy.claim_timeout_s)
+    dispatcher = Dispatcher(
+        registry,
+        config.channels,
+        claim_timeout_s=config.policy.claim_timeout_s,
+        subscription_email=config.subscription_email,
+    )
     notices = NoticeScheduler(  # planned-outage notices to customers; robots share the rate limit
         registry,
         config.notices or NoticePolicy(tz=settings.tz),

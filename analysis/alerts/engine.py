@@ -483,7 +483,10 @@ class AlertEngine:
     ) -> None:
         title, body, payload = self.render(s, incident, kind)
         held = not quiet_ok and self._quiet(s, incident, now)
-        for channel in self.routes.of(group):
+        targets = [(channel, due) for channel in self.routes.of(group)]
+        if group == OPS:
+            targets += self._subscribers(incident, kind, [x["site"] for x in payload["sites"]], now, due)
+        for channel, when in targets:
             s.add(
                 OutboxRow(
                     incident_id=incident.id,
@@ -496,10 +499,31 @@ class AlertEngine:
                     payload=json.dumps(payload, ensure_ascii=False),
                     state=HELD if held else PENDING,
                     created_ms=now,
-                    due_ms=due,
+                    due_ms=when,
                     attempts=0,
                 )
             )
+
+    def _subscribers(
+        self, incident: IncidentRow, kind: str, sites: list[str], now: int, due: int
+    ) -> list[tuple[str, int]]:
+        """Personal subscriptions that want this notification, each with when it is due (the
+        end of its quiet hours, for anything below critical)."""
+        from analysis.alerts.subscriptions import PREFIX, quiet_until, subscriptions
+
+        out = []
+        visible: dict[str, set[str]] = {}
+        for sub in subscriptions(self.registry):
+            if sub.user not in visible:
+                user = self.registry.user(sub.user)
+                visible[sub.user] = set(self.registry.visible_site_ids(user, kind=None)) if user else set()
+            if not sub.wants(incident.severity, sites, visible[sub.user]):
+                continue
+            when = due
+            if incident.severity != "critical" and kind != "resolved":
+                when = max(due, quiet_until(sub.quiet, now, self.policy.tz) or due)
+            out.append((f"{PREFIX}{sub.id}", when))
+        return out
 
     def _quiet(self, s: Session, incident: IncidentRow, now: int) -> bool:
         """Storm mode, or maintenance of every site (or the feeder) of the incident."""

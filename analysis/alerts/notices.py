@@ -962,7 +962,13 @@ class NoticeScheduler:
     def channel_for(self, contact: Contact, channel: str) -> Any:
         """The sender for one contact's channel: the configured mail server with the contact as the
         only recipient, or a DingTalk/WeCom robot built for the contact's URL."""
-        from analysis.alerts.channels import DeliveryResult, DingTalkChannel, SmtpChannel, WeComChannel
+        from analysis.alerts.channels import (
+            DeliveryResult,
+            DingTalkChannel,
+            SmtpChannel,
+            WeComChannel,
+            smtp_to,
+        )
 
         try:
             if channel == EMAIL:
@@ -974,17 +980,7 @@ class NoticeScheduler:
                         False,
                         "no e-mail server for notices: set [notices] email_channel in the alerts file",
                     )
-                return SmtpChannel(
-                    f"notice-{name}",
-                    base.host,
-                    base.port,
-                    base.sender,
-                    [contact.email],
-                    base.security,
-                    base.user,
-                    base.password,
-                    base.timeout_s,
-                )
+                return smtp_to(base, contact.email, f"notice-{name}")
             if contact.robot_kind == "dingtalk" and contact.robot_url:
                 return DingTalkChannel("notice-robot", contact.robot_url, contact.robot_secret)
             if contact.robot_kind == "wecom" and contact.robot_url:
