@@ -52,7 +52,9 @@ def forbidden_page(component_id: str = FORBIDDEN_ID) -> html.Div:
     )
 
 
-def card(label: str, value: str, detail: Any = "", card_id: str | None = None, colour: str | None = None) -> Any:
+def card(
+    label: str, value: str, detail: Any = "", card_id: str | None = None, colour: str | None = None
+) -> Any:
     """A headline figure; ``colour`` is a Mantine colour name for the value (against target)."""
     style: dict[str, Any] = {"fz": 26, "fw": 600}
     if colour:  # Mantine refuses a null colour: leave the prop out instead

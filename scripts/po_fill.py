@@ -1,4 +1,4 @@
-"""Fill Simplified Chinese (zh_Hans_CN) translations from JSON files of {"English msgid": "中文"} (helps batch translation).
+"""Fill Simplified Chinese (zh_Hans_CN) translations from JSON files of {"English msgid": "中文"}.
 
     .venv/bin/python scripts/po_fill.py FILE.json [FILE.json ...]
     bash scripts/i18n.sh        # then compile
