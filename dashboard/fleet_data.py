@@ -27,6 +27,8 @@ from dashboard.periods import today
 log = logging.getLogger(__name__)
 
 SITE_FILTER_MAX = 64  # up to this many sites are named in the query; more are filtered here
+
+
 def _site_clause(site_ids: Iterable[str] | None) -> str:
     if site_ids is None:
         return ""
@@ -122,9 +124,7 @@ def read_fleet(
     return data
 
 
-def fleet_sums(
-    ctx: DashboardContext, start_ms: int, end_ms: int, tz: str, wanted: set[str]
-) -> FleetData:
+def fleet_sums(ctx: DashboardContext, start_ms: int, end_ms: int, tz: str, wanted: set[str]) -> FleetData:
     """A few sites: asked of the store by name. Many: the fleet's sums, shared across users
     until the worker's next pass, then narrowed by the caller."""
     if len(wanted) <= SITE_FILTER_MAX:
