@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from analysis.alerts.engine import AlertEngine, PowerEvent, Routes
+from analysis.alerts.engine import AlertEngine, AlertPolicy, PowerEvent, Routes
 from analysis.alerts.state import OutboxRow
 from core.registry import Registry
 from core.servers import wait_until
@@ -65,7 +65,9 @@ def test_kill_9_during_a_burst_loses_nothing(seed: int, tmp_path: Path, http_rec
         "PQMON_DATA_DIR": str(tmp_path / "var"),
         "PQMON_ALERTS_FILE": str(tmp_path / "alerts.toml"),
     }
-    engine = AlertEngine(registry, Routes({"ops": ["hook"]}))
+    # Independent accounts, each its own incident (fleet_fraction 1: never one fleet incident),
+    # so every account owes exactly one page and one restoration.
+    engine = AlertEngine(registry, Routes({"ops": ["hook"]}), AlertPolicy(fleet_fraction=1.0))
     t0 = int(time.time() * 1000) - 3_600_000
     events = [
         PowerEvent(f"K{i:02d}", f"K{i:02d}-M", "power_off", t0 + i, f"off-{i}") for i in range(ACCOUNTS)
