@@ -323,6 +323,11 @@ class RateLimiter:
             self._buckets[recipient] = (max(0.0, tokens - 1.0) if taken else tokens, now)
             return taken
 
+    def available(self, recipient: str) -> float:
+        """Sends ``recipient`` could take right now."""
+        with self._lock:
+            return self._tokens(recipient, self.clock())
+
     def wait_s(self, recipient: str) -> float:
         """Seconds until ``try_take(recipient)`` can next succeed (0 if it can now)."""
         with self._lock:

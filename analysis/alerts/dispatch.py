@@ -33,6 +33,7 @@ WATCH_INTERVAL_S = 15.0  # the voltage and silence rules work on whole minutes
 # Only group robots limit what they take (20 a minute); webhooks, mail and MQTT get every page now.
 RATE_LIMITED = (DingTalkChannel, WeComChannel)
 BATCH = 50
+DIGEST_MAX_CHARS = 4000  # robots refuse long messages; the rest is in the payload
 
 
 class Dispatcher:
@@ -93,7 +94,7 @@ class Dispatcher:
         for name, row_ids in by_channel.items():
             if name in self._busy:
                 continue
-            future = self._pool.submit(self._deliver_in_order, row_ids)
+            future = self._pool.submit(self._deliver_in_order, name, row_ids)
             self._busy[name] = future
             started.append((future, len(row_ids)))
         if wait:
@@ -101,10 +102,57 @@ class Dispatcher:
                 future.result()
         return sum(n for _, n in started)
 
-    def _deliver_in_order(self, row_ids: list[int]) -> None:
+    def _deliver_in_order(self, name: str, row_ids: list[int]) -> None:
+        channel = self._channel(name)
+        if (
+            isinstance(channel, RATE_LIMITED)
+            and len(row_ids) > 1
+            and self.limiter.available(channel.recipient) < len(row_ids)
+        ):
+            # More waiting than the robot takes now: one digest instead of a queue that lags.
+            claimed = [r for r in row_ids if self._claim(r, self.now_ms())]
+            if len(claimed) > 1:
+                self._deliver_digest(name, channel, claimed)
+            elif claimed:
+                self._deliver(claimed[0])
+            return
         for row_id in row_ids:
             if self._claim(row_id, self.now_ms()):
                 self._deliver(row_id)
+
+    def _deliver_digest(self, name: str, channel: Any, row_ids: list[int]) -> None:
+        """Send claimed rows as one message; each row records the same result."""
+        from analysis.alerts.channels import DeliveryResult, Message
+
+        if not self.limiter.try_take(channel.recipient):
+            wait_ms = int(max(0.5, self.limiter.wait_s(channel.recipient)) * 1000)
+            for row_id in row_ids:
+                self._requeue(row_id, wait_ms, "rate limit: waiting for the receiver's next slot")
+            return
+        with self._session() as s:
+            rows = [s.get(OutboxRow, r) for r in row_ids]
+            parts = [(r.title, r.body, json.loads(r.payload), r.severity) for r in rows if r is not None]
+        order = ("info", "minor", "major", "critical")
+        severity = max((p[3] for p in parts), key=lambda x: order.index(x) if x in order else 0)
+        text = "\n\n".join(f"{title}\n{body}" for title, body, _, _ in parts)
+        if len(text) > DIGEST_MAX_CHARS:
+            text = text[:DIGEST_MAX_CHARS].rsplit("\n", 1)[0] + "\n..."
+        message = Message(
+            key=f"pqmon-digest-{row_ids[0]}-{row_ids[-1]}",
+            kind="digest",
+            severity=severity,
+            site=None,
+            title=f"{len(parts)} notifications (digest: the receiver takes 20 a minute)",
+            text=text,
+            payload={"kind": "digest", "notifications": [p[2] for p in parts], "outbox": row_ids},
+        )
+        try:
+            result = channel.send(message)
+        except Exception as exc:
+            log.exception("channel %s raised", name)
+            result = DeliveryResult(False, True, f"sender error: {exc!r}"[:300])
+        for row_id in row_ids:
+            self._record(row_id, name, result)
 
     def _claim(self, row_id: int, now: int) -> bool:
         with self._session.begin() as s:
@@ -116,7 +164,7 @@ class Dispatcher:
             return bool(getattr(done, "rowcount", 0))
 
     def _deliver(self, row_id: int) -> None:
-        from analysis.alerts.channels import DeliveryResult, Message, backoff_s
+        from analysis.alerts.channels import DeliveryResult, Message
 
         with self._session() as s:
             row = s.get(OutboxRow, row_id)
@@ -131,7 +179,7 @@ class Dispatcher:
                 text=row.body,
                 payload=json.loads(row.payload),
             )
-            channel_name, attempts = row.channel, row.attempts
+            channel_name = row.channel
         channel = self._channel(channel_name)
         if isinstance(channel, DeliveryResult):
             result = channel
@@ -147,13 +195,19 @@ class Dispatcher:
             except Exception as exc:  # a sender bug must not lose the row
                 log.exception("channel %s raised", channel_name)
                 result = DeliveryResult(False, True, f"sender error: {exc!r}"[:300])
+        self._record(row_id, channel_name, result)
+
+    def _record(self, row_id: int, channel_name: str, result: Any) -> None:
+        """The delivery-log entry and the row's next state, in one transaction."""
+        from analysis.alerts.channels import backoff_s
+
         now = self.now_ms()
         with self._session.begin() as s:
             s.add(DeliveryRow(outbox_id=row_id, at_ms=now, ok=result.ok, detail=result.detail[:300]))
             row = s.get(OutboxRow, row_id)
             if row is None:
                 return
-            row.attempts = attempts + 1
+            row.attempts = row.attempts + 1
             row.last_error = None if result.ok else result.detail[:300]
             if result.ok:
                 row.state, row.sent_ms = SENT, now
