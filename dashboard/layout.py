@@ -17,7 +17,7 @@ from core.settings import LANGS
 from dashboard import authz
 from dashboard.auth import current_user
 from dashboard.context import get_context
-from dashboard.i18n import _, when
+from dashboard.i18n import _, lang, when
 
 ROLE_NAMES = {
     "admin": lambda: _("administrator"),
@@ -81,7 +81,7 @@ def navbar(user: User | None) -> Component:
                     dmc.SegmentedControl(
                         id="nav-lang",
                         data=[{"value": "zh-CN", "label": "中文"}, {"value": "en", "label": "EN"}],
-                        value=user.lang or get_context().settings.lang,
+                        value=lang(),  # what the page is shown in, however it was chosen
                         size="xs",
                     ),
                     html.Span(

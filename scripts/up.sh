@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-need_apt mosquitto influxdb python3-venv
+need_apt mosquitto influxdb python3-venv fonts-wqy-microhei
 ensure_venv
 exec .venv/bin/pqmon up "$@"

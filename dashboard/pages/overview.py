@@ -322,8 +322,19 @@ def layout(access: authz.Access, **_query: str) -> html.Div:
             html.Div(id="overview-cards", className="cards"),
             dmc.Group(
                 [
-                    dmc.Text(help_text(ctx.settings.last_mile_target_vqr_pct), size="xs", c="dimmed"),
-                    dmc.Button(_("Export CSV"), id="overview-export", variant="light", size="xs"),
+                    dmc.Text(
+                        help_text(ctx.settings.last_mile_target_vqr_pct),
+                        size="xs",
+                        c="dimmed",
+                        style={"flex": 1},
+                    ),
+                    dmc.Button(
+                        _("Export CSV"),
+                        id="overview-export",
+                        variant="light",
+                        size="xs",
+                        style={"flexShrink": 0},
+                    ),
                 ],
                 justify="space-between",
                 wrap="nowrap",
