@@ -131,8 +131,23 @@ def create_app(
     )
     app.layout = shell
     register_shell_callbacks(app)
+    _take_page_callbacks(app)
     authz.check_declared(app)
     return app
+
+
+def _take_page_callbacks(app: dash.Dash) -> None:
+    """Move the callbacks the pages just registered globally into this app now.
+
+    Dash moves them at the app's first request; an app that is built and never served (a
+    check, a test) would otherwise leave them behind, and the next app would get each twice.
+    """
+    from dash import _callback
+
+    for key in list(_callback.GLOBAL_CALLBACK_MAP):
+        app.callback_map[key] = _callback.GLOBAL_CALLBACK_MAP.pop(key)
+    app._callback_list.extend(_callback.GLOBAL_CALLBACK_LIST)
+    _callback.GLOBAL_CALLBACK_LIST.clear()
 
 
 def extra_blueprints() -> list[Any]:
