@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from analysis import fleet
@@ -211,6 +212,126 @@ def account_row(
         "gap_status": status(gap, GAP_TARGET_PP, GAP_AMBER_PP),
         "alerts_status": alerts_status(open_alerts),
     }
+
+
+def account_rows(
+    sites: Sequence[Any],
+    vq: Sequence[VqSums],
+    rel: Sequence[RelSums],
+    period_s: Sequence[float],
+    feeder_vqr: Sequence[float | None],
+    open_alerts: Sequence[int],
+    vqr_target: float,
+    query: str = "",
+    rounding: Mapping[str, int] | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`account_row` for many accounts at once (the i-th of each sequence is one
+    account), vectorised: at 10,000 accounts the per-row version took half a second.
+    ``rounding`` rounds the named figures as the grid shows them. The rows come back ranked
+    (:func:`ranked`'s order, decided on the unrounded figures). Same rules, same rows."""
+    n = len(sites)
+    if n == 0:
+        return []
+
+    def arr(values: Iterable[float | None]) -> np.ndarray:
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+    has_vq = np.array([x.rows > 0 for x in vq])
+    has_rel = np.array([x.rows > 0 for x in rel])
+    monitored = np.array([x.monitored_min for x in vq], dtype=np.float64)
+    out_min = np.array([x.over_min + x.under_min for x in vq], dtype=np.float64)
+    channels = np.array([x.channels or 1.0 for x in vq], dtype=np.float64)
+    outage_s = np.array([x.outage_s for x in rel], dtype=np.float64)
+    outages = np.array([x.outages for x in rel], dtype=np.float64)
+    seconds = np.asarray(period_s, dtype=np.float64)
+    alerts = np.asarray(open_alerts, dtype=np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vqr = np.where(has_vq & (monitored > 0), (1.0 - out_min / monitored) * 100.0, np.nan)
+        rs1 = np.where(has_rel & (seconds > 0), (1.0 - outage_s / seconds) * 100.0, np.nan)
+        possible = seconds / 60.0 * channels
+        coverage = np.where(has_vq & (possible > 0), monitored / possible * 100.0, np.nan)
+    gap = vqr - arr(feeder_vqr)
+
+    def short(values: np.ndarray, target: float) -> np.ndarray:
+        return np.where(np.isnan(values), 0.0, np.maximum(0.0, target - values))
+
+    score = (
+        WEIGHT_VQR * short(vqr, vqr_target)
+        + WEIGHT_RS1 * short(rs1, RS1_TARGET_PCT)
+        + WEIGHT_ALERT * np.maximum(0, alerts)
+        + WEIGHT_COVERAGE * short(np.where(np.isnan(coverage), 0.0, coverage), COVERAGE_TARGET_PCT)
+    )
+
+    def colour(values: np.ndarray, target: float, amber_pp: float) -> list[str | None]:
+        out = np.select([values >= target, values >= target - amber_pp], [GREEN, AMBER], RED).astype(object)
+        out[np.isnan(values)] = None
+        return list(out)
+
+    def figures(values: np.ndarray, key: str) -> list[float | None]:
+        places = (rounding or {}).get(key)
+        shown = np.round(values, places) if places is not None else values
+        return [None if v != v else float(v) for v in shown.tolist()]
+
+    rs1_rows = figures(rs1, "rs1_pct")
+    cols: dict[str, list[Any]] = {
+        "vqr_pct": figures(vqr, "vqr_pct"),
+        "rs1_pct": rs1_rows,
+        "outages": [int(o) if h else None for o, h in zip(outages.tolist(), has_rel.tolist(), strict=True)],
+        "outage_min": [
+            (round(o / 60.0, rounding["outage_min"]) if rounding and "outage_min" in rounding else o / 60.0)
+            if h
+            else None
+            for o, h in zip(outage_s.tolist(), has_rel.tolist(), strict=True)
+        ],
+        "gap_pct": figures(gap, "gap_pct"),
+        "coverage_pct": figures(coverage, "coverage_pct"),
+        "score": figures(score, "score"),
+        "attention": (score > 0).tolist(),
+        "vqr_status": colour(vqr, vqr_target, VQR_AMBER_PP),
+        "rs1_status": colour(rs1, RS1_TARGET_PCT, RS1_AMBER_PP),
+        "coverage_status": colour(coverage, COVERAGE_TARGET_PCT, COVERAGE_AMBER_PP),
+        "gap_status": colour(gap, GAP_TARGET_PP, GAP_AMBER_PP),
+    }
+    suffix = f"?{query}" if query else ""
+    vqr_list, score_list = vqr.tolist(), score.tolist()
+    order = sorted(
+        range(n),
+        key=lambda i: (
+            -score_list[i],
+            vqr_list[i] != vqr_list[i],
+            0.0 if vqr_list[i] != vqr_list[i] else vqr_list[i],
+            sites[i].id,
+        ),
+    )
+    rows = []
+    for i in order:
+        site = sites[i]
+        count = int(alerts[i])
+        rows.append(
+            {
+                "site": site.id,
+                "site_link": f"[{site.id}](/account/{site.id}{suffix})",
+                "name": site.name,
+                "feeder": site.feeder_id or "",
+                "manager": site.manager or "",
+                "voltage_kv": float(site.voltage_class_kv),
+                "vqr_pct": cols["vqr_pct"][i],
+                "rs1_pct": cols["rs1_pct"][i],
+                "outages": cols["outages"][i],
+                "outage_min": cols["outage_min"][i],
+                "gap_pct": cols["gap_pct"][i],
+                "coverage_pct": cols["coverage_pct"][i],
+                "open_alerts": count,
+                "score": cols["score"][i],
+                "attention": cols["attention"][i],
+                "vqr_status": cols["vqr_status"][i],
+                "rs1_status": cols["rs1_status"][i],
+                "coverage_status": cols["coverage_status"][i],
+                "gap_status": cols["gap_status"][i],
+                "alerts_status": alerts_status(count),
+            }
+        )
+    return rows
 
 
 def _chosen(values: object) -> set[str]:

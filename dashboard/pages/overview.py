@@ -112,9 +112,9 @@ def build_view(
     feeder_vqr = {f.id: data.vq[f.id].vqr_pct if f.id in data.vq else None for f in feeders}
     query = urlencode({"from": day_from.isoformat(), "to": day_to.isoformat()})
     alerts = open_alerts_by_site(registry)
-    rows = []
     vq_used: dict[str, VqSums] = {}
     rel_used: dict[str, RelSums] = {}
+    seconds, feeder_of = [], []
     for site in accounts:
         p = periods[site.id]
         vq_src, rel_src = data.vq, data.rel
@@ -122,27 +122,27 @@ def build_view(
             vq_src, rel_src = {}, {}
         elif p.start_ms in from_start and site.id in late.get(p.start_ms, ()):
             vq_src, rel_src = from_start[p.start_ms]
-        vq = vq_src.get(site.id, VqSums())
-        rel = rel_src.get(site.id, RelSums())
-        vq_used[site.id], rel_used[site.id] = vq, rel
+        vq_used[site.id] = vq_src.get(site.id, VqSums())
+        rel_used[site.id] = rel_src.get(site.id, RelSums())
         fsums = vq_src.get(site.feeder_id) if site.feeder_id else None
-        rows.append(
-            fleet_view.account_row(
-                site,
-                vq,
-                rel,
-                p.seconds,
-                fsums.vqr_pct if fsums else None,
-                alerts.get(site.id, 0),
-                vqr_target,
-                query,
-            )
-        )
+        seconds.append(p.seconds)
+        feeder_of.append(fsums.vqr_pct if fsums else None)
+    rows = fleet_view.account_rows(
+        accounts,
+        [vq_used[s.id] for s in accounts],
+        [rel_used[s.id] for s in accounts],
+        seconds,
+        feeder_of,
+        [alerts.get(s.id, 0) for s in accounts],
+        vqr_target,
+        query,
+        rounding=ROUND,
+    )
     data.vq.update(vq_used)
     data.rel.update(rel_used)
     period_h = max(0, min(end_ms, now_ms) - start_ms) / 3_600_000
     return View(
-        rows=fleet_view.ranked(rows),
+        rows=rows,  # ranked, figures rounded as shown
         feeders=feeders,
         feeder_vqr=feeder_vqr,
         data=data,
@@ -481,7 +481,7 @@ def update_overview(
         note = message(_("No account matches the filters."))
     return (
         cards(figures, vqr_target),
-        [_rounded(r) for r in shown],
+        shown,
         [_rounded(r) for r in feeder_rows],
         note,
         custom_style,

@@ -159,3 +159,50 @@ def test_periods() -> None:
     assert choose_period("custom", ["2025-01-02", "2025-01-09"], now) == (date(2025, 1, 2), date(2025, 1, 9))
     with pytest.raises(PeriodError):
         choose_period("custom", ["2025-01-02", None], now)
+
+
+def test_the_vectorised_rows_are_the_reference_rows_ranked() -> None:
+    """account_rows (fast, for 10,000 accounts) gives exactly account_row's rows, ranked."""
+    import random
+    from types import SimpleNamespace
+
+    from dashboard.fleet_view import RelSums, VqSums, account_row, account_rows, ranked
+
+    rng = random.Random(7)
+    sites, vqs, rels, secs, fvqr, alerts = [], [], [], [], [], []
+    for i in range(300):
+        sites.append(
+            SimpleNamespace(
+                id=f"S{i:03d}",
+                name=f"Site {i}",
+                feeder_id=rng.choice([None, "F1", "F2"]),
+                manager=rng.choice([None, "m1"]),
+                voltage_class_kv=rng.choice([10.0, 0.38]),
+            )
+        )
+        has = rng.random() > 0.1
+        monitored = rng.choice([0.0, 4000.0, 4320.0])
+        vqs.append(
+            VqSums(monitored, rng.choice([0.0, 5.0, 90.0]), rng.choice([0.0, 30.0]), 3.0, int(has))
+            if rng.random() > 0.05
+            else VqSums()
+        )
+        rels.append(RelSums(rng.choice([0.0, 600.0, 9000.0]), rng.choice([0.0, 1.0, 3.0]), int(rng.random() > 0.1)))
+        secs.append(rng.choice([0.0, 86400.0, 2592000.0]))
+        fvqr.append(rng.choice([None, 98.0, 99.9]))
+        alerts.append(rng.choice([0, 0, 1, 3]))
+    reference = ranked(
+        account_row(sites[i], vqs[i], rels[i], secs[i], fvqr[i], alerts[i], 99.0, "from=1") for i in range(300)
+    )
+    fast = account_rows(sites, vqs, rels, secs, fvqr, alerts, 99.0, "from=1")
+    assert [r["site"] for r in fast] == [r["site"] for r in reference]
+    for a, b in zip(fast, reference, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            if isinstance(b[key], float):
+                assert a[key] == pytest.approx(b[key], rel=1e-12, abs=1e-9), (a["site"], key)
+            else:
+                assert a[key] == b[key], (a["site"], key)
+    rounded = account_rows(sites, vqs, rels, secs, fvqr, alerts, 99.0, "", rounding={"vqr_pct": 3, "score": 2})
+    assert [r["site"] for r in rounded] == [r["site"] for r in reference]  # ranked before rounding
+    assert all(r["vqr_pct"] is None or round(r["vqr_pct"], 3) == r["vqr_pct"] for r in rounded)

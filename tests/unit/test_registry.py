@@ -92,3 +92,13 @@ def test_password_is_hashed_and_customer_needs_sites(registry: Registry, tmp_pat
     with registry.engine.connect() as conn:
         stored = conn.exec_driver_sql("SELECT password_hash FROM app_user").scalar_one()
     assert "long-enough" not in stored and stored.startswith(("scrypt:", "pbkdf2:"))
+
+
+def test_the_sites_list_follows_changes_made_by_another_process(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    mine, theirs = Registry(url), Registry(url)
+    theirs.import_csv(write(tmp_path, "A001,account,a,10,3,A001-M1,57.7,,,gb,,"))
+    assert [s.name for s in mine.sites()] == ["a"]  # read, and kept
+    theirs.import_csv(write(tmp_path, "A001,account,renamed,10,3,A001-M1,57.7,,,gb,,"))
+    assert [s.name for s in mine.sites()] == ["renamed"]  # the version stamp changed
+    assert [s.id for s in mine.sites("feeder")] == []
