@@ -68,6 +68,19 @@ CSV_COLUMNS = (
     "feeder_id",
     "manager",
 )
+# A site's fields an import may change (all but its id).
+SITE_FIELDS = (
+    "kind",
+    "name",
+    "voltage_class_kv",
+    "phases",
+    "upper_pct",
+    "lower_pct",
+    "profile",
+    "feeder_id",
+    "manager",
+    "commissioned",
+)
 # Optional columns: absent or empty means the default.
 OPTIONAL_CSV_COLUMNS = ("commissioned",)
 # Contacts CSV (pqmon contacts import): one row per person of a key account.
@@ -455,18 +468,7 @@ class Registry:
                     s.flush()
                     counts["sa"] += 1
                 else:
-                    for col in (
-                        "kind",
-                        "name",
-                        "voltage_class_kv",
-                        "phases",
-                        "upper_pct",
-                        "lower_pct",
-                        "profile",
-                        "feeder_id",
-                        "manager",
-                        "commissioned",
-                    ):
+                    for col in SITE_FIELDS:
                         setattr(existing, col, getattr(site, col))
                     counts["su"] += 1
                 meter = s.scalars(

@@ -18,20 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from core.registry import CSV_COLUMNS, OPTIONAL_CSV_COLUMNS, Site, User, _parse_row
-
-SITE_FIELDS = (
-    "kind",
-    "name",
-    "voltage_class_kv",
-    "phases",
-    "upper_pct",
-    "lower_pct",
-    "profile",
-    "feeder_id",
-    "manager",
-    "commissioned",
-)
+from core.registry import CSV_COLUMNS, OPTIONAL_CSV_COLUMNS, SITE_FIELDS, Site, User, _parse_row
 
 Row = tuple[int, dict[str, str]]
 
