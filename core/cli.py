@@ -308,18 +308,6 @@ def _ms_text(ms: int | None, tz: str) -> str:
     return datetime.fromtimestamp(ms / 1000, ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _mark_planned_dirty(registry, sites, spans, tz: str) -> None:  # type: ignore[no-untyped-def]
-    """Outages in a window change between unplanned and planned: the worker recomputes those days."""
-    from analysis.calendar import days_between, local_day
-
-    pairs = set()
-    for start, end in spans:
-        first = local_day(int(start.replace(tzinfo=UTC).timestamp() * 1000), tz)
-        last = local_day(int(end.replace(tzinfo=UTC).timestamp() * 1000), tz)
-        pairs |= {(site, day) for site in sites for day in days_between(first, last)}
-    registry.mark_dirty(pairs)
-
-
 def _notice_counts(states: dict[str, int], contacts: int) -> str:
     if not states:
         return "no notices (no contact with an e-mail or a robot: 'pqmon contacts import')"
@@ -332,7 +320,7 @@ def cmd_planned_add(args: argparse.Namespace, settings: Settings) -> int:
     start, end = _local_time(args.start, settings.tz), _local_time(args.end, settings.tz)
     book = _notice_book(settings)
     result = book.register(args.site, start, end, args.note or "")
-    _mark_planned_dirty(book.registry, result.sites, [(start, end)], settings.tz)
+    book.registry.mark_window_dirty(result.sites, [(start, end)], settings.tz)
     tz = settings.tz
     print(
         f"planned outage {result.window_id}: {_local_text(start, tz)} to {_local_text(end, tz)}"
@@ -348,7 +336,7 @@ def cmd_planned_move(args: argparse.Namespace, settings: Settings) -> int:
     result = book.move(args.id, start, end)
     assert result.prev_start_utc is not None and result.prev_end_utc is not None
     spans = [(result.prev_start_utc, result.prev_end_utc), (start, end)]
-    _mark_planned_dirty(book.registry, result.sites, spans, settings.tz)
+    book.registry.mark_window_dirty(result.sites, spans, settings.tz)
     tz = settings.tz
     print(
         f"planned outage {result.window_id} moved (version {result.version}): {_local_text(start, tz)} to "
@@ -362,7 +350,7 @@ def cmd_planned_move(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_planned_cancel(args: argparse.Namespace, settings: Settings) -> int:
     book = _notice_book(settings)
     result = book.cancel(args.id)
-    _mark_planned_dirty(book.registry, result.sites, [(result.start_utc, result.end_utc)], settings.tz)
+    book.registry.mark_window_dirty(result.sites, [(result.start_utc, result.end_utc)], settings.tz)
     print(
         f"planned outage {result.window_id} cancelled ({', '.join(result.sites)}): unsent notices withdrawn; "
         f"{result.told} 'cancelled' notice(s) now to the contacts already told"

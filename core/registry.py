@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -459,7 +459,7 @@ class Registry:
             s.merge(WorkerStateRow(key=SITES_VERSION_KEY, value=secrets.token_hex(8)))
             for lineno, raw in rows:
                 try:
-                    site, meter_id, nominal_v = _parse_row(raw)
+                    site, meter_id, nominal_v = parse_row(raw)
                 except (ValueError, KeyError) as exc:
                     raise RegistryError(f"{source} line {lineno}: {exc}") from None
                 existing = s.get(SiteRow, site.id)
@@ -705,6 +705,26 @@ class Registry:
             ]
 
     # -- dirty days and worker state ------------------------------------------------------
+    def mark_window_dirty(
+        self, sites: Iterable[str], spans_utc: Iterable[tuple[datetime, datetime]], tz: str
+    ) -> None:
+        """A planned window added, moved or cancelled turns its outages planned or unplanned:
+        every local day it touches, of every site it covers, is computed again."""
+        from analysis.calendar import days_between, local_day
+
+        def day(moment: datetime) -> date:
+            return local_day(int(moment.replace(tzinfo=UTC).timestamp() * 1000), tz)
+
+        site_ids = list(sites)
+        self.mark_dirty(
+            {
+                (site, d)
+                for start, end in spans_utc
+                for site in site_ids
+                for d in days_between(day(start), day(end))
+            }
+        )
+
     def mark_dirty(self, pairs: Iterable[tuple[str, date]]) -> None:
         """Note that raw data of these (site, local day) pairs changed; the worker recomputes them.
 
@@ -797,7 +817,7 @@ def _opt_float(raw: str | None, name: str) -> float | None:
     return value
 
 
-def _parse_row(raw: dict[str, str]) -> tuple[SiteRow, str, float]:
+def parse_row(raw: dict[str, str]) -> tuple[SiteRow, str, float]:
     from analysis.limits import validate_limits  # the limit rules live with the analysis
 
     site_id = raw["site_id"].strip()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from core.registry import CSV_COLUMNS, OPTIONAL_CSV_COLUMNS, SITE_FIELDS, Site, User, _parse_row
+from core.registry import CSV_COLUMNS, OPTIONAL_CSV_COLUMNS, SITE_FIELDS, Site, User, parse_row
 
 Row = tuple[int, dict[str, str]]
 
@@ -142,7 +142,7 @@ def preview(rows: Iterable[Row], sites: Iterable[Site], users: Iterable[User]) -
     errors: list[LineError] = []
     for lineno, raw in rows:
         try:
-            site, meter_id, nominal_v = _parse_row(raw)
+            site, meter_id, nominal_v = parse_row(raw)
         except KeyError as exc:
             errors.append(LineError(lineno, f"no value for {exc.args[0]}"))
             continue

@@ -71,9 +71,7 @@ def notice_book() -> NoticeBook:
 
 def mark_dirty(sites: tuple[str, ...], spans: list[tuple[datetime, datetime]]) -> None:
     """Outages in the window change between planned and unplanned: the worker recomputes the days."""
-    from core.cli import _mark_planned_dirty  # the command line's own rule, shared
-
-    _mark_planned_dirty(registry(), sites, spans, get_context().settings.tz)
+    registry().mark_window_dirty(sites, spans, get_context().settings.tz)
 
 
 def columns() -> list[dict[str, Any]]:
