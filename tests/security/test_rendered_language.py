@@ -63,6 +63,7 @@ ALLOWED = {
     "http",
     "https",
     "webhook",
+    "url",
     "registry",  # the command 'pqmon registry import', quoted as typed
     "import",
     "dingtalk",
