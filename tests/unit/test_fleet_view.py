@@ -187,12 +187,15 @@ def test_the_vectorised_rows_are_the_reference_rows_ranked() -> None:
             if rng.random() > 0.05
             else VqSums()
         )
-        rels.append(RelSums(rng.choice([0.0, 600.0, 9000.0]), rng.choice([0.0, 1.0, 3.0]), int(rng.random() > 0.1)))
+        rels.append(
+            RelSums(rng.choice([0.0, 600.0, 9000.0]), rng.choice([0.0, 1.0, 3.0]), int(rng.random() > 0.1))
+        )
         secs.append(rng.choice([0.0, 86400.0, 2592000.0]))
         fvqr.append(rng.choice([None, 98.0, 99.9]))
         alerts.append(rng.choice([0, 0, 1, 3]))
     reference = ranked(
-        account_row(sites[i], vqs[i], rels[i], secs[i], fvqr[i], alerts[i], 99.0, "from=1") for i in range(300)
+        account_row(sites[i], vqs[i], rels[i], secs[i], fvqr[i], alerts[i], 99.0, "from=1")
+        for i in range(300)
     )
     fast = account_rows(sites, vqs, rels, secs, fvqr, alerts, 99.0, "from=1")
     assert [r["site"] for r in fast] == [r["site"] for r in reference]
@@ -203,6 +206,8 @@ def test_the_vectorised_rows_are_the_reference_rows_ranked() -> None:
                 assert a[key] == pytest.approx(b[key], rel=1e-12, abs=1e-9), (a["site"], key)
             else:
                 assert a[key] == b[key], (a["site"], key)
-    rounded = account_rows(sites, vqs, rels, secs, fvqr, alerts, 99.0, "", rounding={"vqr_pct": 3, "score": 2})
+    rounded = account_rows(
+        sites, vqs, rels, secs, fvqr, alerts, 99.0, "", rounding={"vqr_pct": 3, "score": 2}
+    )
     assert [r["site"] for r in rounded] == [r["site"] for r in reference]  # ranked before rounding
     assert all(r["vqr_pct"] is None or round(r["vqr_pct"], 3) == r["vqr_pct"] for r in rounded)
