@@ -309,10 +309,37 @@ class AlertEngine:
             s.flush()
             self._notify(s, incident, "incident", OPS, now, now)
         else:
-            incident.group_key = group if group == FLEET else incident.group_key
+            if group == FLEET and incident.group_key != FLEET:
+                incident.group_key = FLEET
+                self._merge_into(s, incident, event.ts_ms, window_ms, now)
             alert.incident_id = incident.id
             s.flush()
             self._fold_update(s, incident, now)
+
+    def _merge_into(self, s: Session, fleet: IncidentRow, ts_ms: int, window_ms: int, now: int) -> None:
+        """The storm crossed the fleet threshold: the other feeders' open outage incidents of
+        the window, which paged already, hand their accounts to the fleet incident. They end
+        as merged, with no restoration notice (nothing was restored); their reminders stop,
+        and the fleet incident's updates list every account from now on."""
+        others = s.scalars(
+            select(IncidentRow).where(
+                IncidentRow.id != fleet.id,
+                IncidentRow.rule == OUTAGE,
+                IncidentRow.state.in_(OPEN_STATES),
+                IncidentRow.first_start_ms >= ts_ms - window_ms,
+                IncidentRow.first_start_ms <= ts_ms + window_ms,
+            )
+        ).all()
+        for other in others:
+            s.execute(update(AlertRow).where(AlertRow.incident_id == other.id).values(incident_id=fleet.id))
+            s.execute(
+                update(OutboxRow)
+                .where(OutboxRow.incident_id == other.id, OutboxRow.state.in_((PENDING, HELD)))
+                .values(state=CANCELLED)
+            )
+            other.state, other.resolved_ms, other.next_notify_ms = RESOLVED, now, None
+            other.detail = f"merged into fleet incident {fleet.id}"
+            fleet.first_start_ms = min(fleet.first_start_ms, other.first_start_ms)
 
     def _group(self, s: Session, event: PowerEvent, info: SiteInfo, window_ms: int) -> str:
         """The incident an outage belongs to: the fleet's when most accounts lost supply

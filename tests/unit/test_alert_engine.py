@@ -181,7 +181,7 @@ def test_bad_quiet_modes_are_refused_with_what_to_fix(registry, clock):
 def test_most_of_the_fleet_losing_supply_at_once_is_one_fleet_incident(tmp_path: Path, clock: Clock) -> None:
     """Eight accounts on four feeders; six lose supply within 25 s (a storm). The first feeder
     pages at once, the second too (still a feeder-sized event); from the fifth account, more
-    than half the fleet, every outage joins one fleet incident and pages no more."""
+    than half the fleet, the incidents become one fleet incident and nothing pages again."""
     rows = [f"F{f},feeder,Feeder {f},10,3,F{f}-M,57.7,,,gb,," for f in range(1, 5)]
     rows += [f"S{i},account,Site {i},10,3,S{i}-M,57.7,,,gb,F{(i + 1) // 2}," for i in range(1, 9)]
     (tmp_path / "reg.csv").write_text(HEADER + "\n".join(rows) + "\n")
@@ -196,13 +196,21 @@ def test_most_of_the_fleet_losing_supply_at_once_is_one_fleet_incident(tmp_path:
         "Outage: 1 account(s) without supply (F1)",
         "Outage: 1 account(s) without supply (F2)",
     ]
-    fleet = eng.open_incidents()
-    merged = [i for i in fleet if i["group"] == "fleet:all"]
-    assert len(merged) == 1 and {x["site"] for x in merged[0]["sites"]} == {"S1", "S2", "S5", "S6"}
+    # F2's incident, paged before the threshold, hands its accounts to the fleet incident and
+    # ends as merged: no restoration notice, since nothing was restored.
+    [fleet] = eng.open_incidents()
+    assert fleet["group"] == "fleet:all"
+    assert {x["site"] for x in fleet["sites"]} == {"S1", "S2", "S3", "S4", "S5", "S6"}
+    assert not [r for r in outbox(reg) if r.kind == "resolved"]
     clock.advance(60)
     eng.tick()
     updates = [r.title for r in outbox(reg) if r.kind == "incident_update"]
-    assert "Outage update (whole fleet): 4 account(s), 0 restored" in updates
+    assert "Outage update (whole fleet): 6 account(s), 0 restored" in updates
+    eng.on_events(
+        [PowerEvent(f"S{n}", f"S{n}-M", "power_on", T0 + 120_000 + n, f"on-{n}") for n in range(1, 7)]
+    )
+    restored = [r.title for r in outbox(reg) if r.kind == "resolved"]
+    assert restored == ["Restored (whole fleet): 6 account(s)"] * 2  # one per channel, once
     reg.close()
 
 
