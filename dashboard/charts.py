@@ -400,6 +400,49 @@ def envelope_figure(
     return fig.to_dict()
 
 
+def side_by_side_figure(
+    sides: Sequence[tuple[str, pd.DataFrame, float, int, str]],
+    *,
+    tz: str,
+    band_pct: tuple[float, float] | None,
+    x_range: list[str] | None = None,
+) -> Figure:
+    """The mean voltage per phase of the customer and of its feeder, each in % of its own
+    nominal, on one axis: where the lines part is what the last mile costs. ``sides``: (name,
+    envelope frame, nominal V, bucket s, line dash) each; a missing bucket is a gap."""
+    fig = Fig()
+    for name, df, nominal, bucket_s, dash in sides:
+        if df.empty or not nominal:
+            continue
+        fields = trend_fields(df)
+        data = with_breaks(df.sort_values("time"), bucket_s * 1000, [f"mean_{f}" for f in fields])
+        x = local_times(data["time"], tz)
+        for field in fields:
+            scale = nominal * (SQRT3 if field in LINE_FIELDS else 1.0)
+            fig.add_trace(
+                scatter(
+                    x=x,
+                    y=_values((data[f"mean_{field}"] / scale - 1.0) * 100.0),
+                    mode="lines",
+                    line={"width": 1.3, "color": COLOURS[field], "dash": dash},
+                    name=f"{name} {field_label(field)}",
+                    connectgaps=False,
+                )
+            )
+    if band_pct is not None:
+        lower, upper = band_pct
+        fig.add_hline(upper, _("upper limit %(value)s %%", value=num(upper, 1)))
+        fig.add_hline(lower, _("lower limit %(value)s %%", value=num(lower, 1)))
+    fig.update_layout(
+        **LAYOUT,
+        title={"text": _("Customer and feeder: mean voltage, deviation from nominal"), "font": {"size": 15}},
+        height=340,
+        xaxis={"title": {"text": _("Local time (%(tz)s)", tz=tz)}, **({"range": x_range} if x_range else {})},
+        yaxis={"title": {"text": _("Deviation from nominal")}, "ticksuffix": " %"},
+    )
+    return fig.to_dict()
+
+
 def duration_curve_figure(df: pd.DataFrame, nominal_v: float | None, band_pct: tuple[float, float]) -> Figure:
     """Voltage duration curve: each phase's bucket means in % of nominal, highest first,
     against the share of buckets; the limits as dashed lines."""

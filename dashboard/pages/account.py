@@ -26,10 +26,12 @@ from dashboard.charts import (
     duration_text,
     empty_figure,
     itic_figure,
+    local_times,
     outage_rows,
     outage_spans,
     outage_timeline_figure,
     primary_nominal,
+    side_by_side_figure,
     silent_periods,
     volts,
 )
@@ -297,6 +299,7 @@ def layout(access: authz.Access, site_id: str | None = None, **query: str) -> ht
             dcc.Loading(html.Div(id="account-headline", className="headline")),
             html.H3(_("Voltage"), className="section"),
             graph("account-trend"),
+            graph("account-supply"),
             dmc.SimpleGrid(
                 [
                     graph("account-duration"),
@@ -343,6 +346,57 @@ def update_account(access: authz.Access, start: object, end: object, site_id: ob
         log.exception("account %s: report failed", site.id)
         return store_failed(), empty_figure()
     return headline(report, "account"), trend_for(site, report, env, ctx.settings.tz)
+
+
+@authz.callback(
+    Output("account-supply", "figure"),
+    *PERIOD_INPUTS,
+    roles=ROLES,
+    denied=lambda: empty_figure(),
+)
+def update_supply(access: authz.Access, start: object, end: object, site_id: object) -> Any:
+    """The customer's mean voltage beside its feeder's, each in % of its own nominal. The
+    feeder is drawn only when the user may see it (access.feeder); its figures are in the
+    headline's supply-side table."""
+    site: Site = access.site(site_id)
+    if not site.feeder_id:
+        return empty_figure(_("No feeder is registered for this account."))
+    try:
+        day_from, day_to = period_of(start, end)
+        feeder, _mine = access.feeder(site.feeder_id)
+    except (PeriodError, authz.Forbidden):
+        return empty_figure()
+    ctx = get_context()
+    try:
+        mine, theirs = both(
+            lambda: envelope_for(ctx, site, day_from, day_to),
+            lambda: envelope_for(ctx, feeder, day_from, day_to),
+        )
+    except PqmonError:
+        log.exception("account %s: supply-side trend failed", site.id)
+        return empty_figure(_("The measurement store is not answering; try again shortly."))
+    if mine.frame.empty and theirs.frame.empty:
+        return empty_figure(_("No readings in this period."))
+    nominal = mine.meter.nominal_v if mine.meter else 0.0
+    band_pct = None
+    if nominal:
+        lower, upper = limits_of(site).band(nominal)
+        band_pct = ((lower / nominal - 1.0) * 100.0, (upper / nominal - 1.0) * 100.0)
+    return side_by_side_figure(
+        [
+            (_("Customer"), mine.frame, nominal, mine.bucket_s, "solid"),
+            (
+                _("Feeder %(id)s", id=feeder.id),
+                theirs.frame,
+                theirs.meter.nominal_v if theirs.meter else 0.0,
+                theirs.bucket_s,
+                "dot",
+            ),
+        ],
+        tz=ctx.settings.tz,
+        band_pct=band_pct,
+        x_range=local_times([mine.start_ms, mine.end_ms], ctx.settings.tz),
+    )
 
 
 @authz.callback(

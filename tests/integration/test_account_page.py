@@ -293,9 +293,14 @@ class Client:
         inputs: list[tuple[str, str, Any]],
         state: list[tuple[str, str, Any]],
     ) -> requests.Response:
+        single = len(outputs) == 1  # Dash keys a one-output callback without the dots
         payload: dict[str, Any] = {
-            "output": ".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..",
-            "outputs": [{"id": i, "property": p} for i, p in outputs],
+            "output": "{}.{}".format(*outputs[0])
+            if single
+            else ".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..",
+            "outputs": {"id": outputs[0][0], "property": outputs[0][1]}
+            if single
+            else [{"id": i, "property": p} for i, p in outputs],
             "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
             "state": [{"id": i, "property": p, "value": v} for i, p, v in state],
             "changedPropIds": [f"{inputs[0][0]}.{inputs[0][1]}"],
@@ -324,6 +329,7 @@ ACCOUNT_CALLBACKS = {
     ],
     "events": [("account-itic", "figure"), ("account-itic-note", "children")],
     "silent": [("account-silent-grid", "rowData"), ("account-silent-note", "children")],
+    "supply": [("account-supply", "figure")],
 }
 FEEDER_CALLBACKS = {
     "headline": [("feeder-headline", "children"), ("feeder-trend", "figure")],
@@ -554,3 +560,19 @@ def test_chart_points_limit_holds_for_the_figure_builder(env: Env) -> None:
     )
     figure = body["account-trend"]["figure"]
     assert 0 < figure_points_json(figure) <= MAX_POINTS
+
+
+def test_the_customer_is_drawn_beside_its_feeder(env: Env) -> None:
+    """Both in % of their own nominal; the customer's silent hours are a gap, the feeder's not."""
+    body = call_page(Client(env.url, "cust1"), "account", ACCOUNT_CALLBACKS["supply"], "A001", env.period)
+    traces = {t["name"]: t for t in body["account-supply"]["figure"]["data"]}
+    customer, feeder = traces["Customer Ua"], traces["Feeder F01 Ua"]
+    assert {"Customer Ub", "Customer Uc", "Feeder F01 Ub", "Feeder F01 Uc"} <= set(traces)
+    pairs = list(zip(customer["x"], customer["y"], strict=True))
+    feeder_at = dict(zip(feeder["x"], feeder["y"], strict=True))
+    both_known = [(y, feeder_at[x]) for x, y in pairs if y is not None and feeder_at.get(x) is not None]
+    assert both_known and all(abs(a - b) < 1e-9 for a, b in both_known)  # the same readings on both
+    assert all(-2.0 < a < 2.0 for a, _ in both_known)  # 57.0-58.5 V on 57.74 V: within 2 %
+    assert any(abs(a) > 0.1 for a, _ in both_known)  # and not flattened to nothing
+    gaps = [x for x, y in pairs if y is None and feeder_at.get(x) is not None]
+    assert any("12:" in x or "13:" in x for x in gaps), "the customer's 12:00-14:00 silence is a gap"
