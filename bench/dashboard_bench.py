@@ -335,6 +335,7 @@ ACCOUNT_CALLBACKS = (
     ),
     ("dips on ITIC / SEMI F47", (("account-itic", "figure"), ("account-itic-note", "children"))),
     ("silent periods", (("account-silent-grid", "rowData"), ("account-silent-note", "children"))),
+    ("customer beside feeder", (("account-supply", "figure"),)),
 )
 
 
@@ -342,9 +343,14 @@ def account_payload(
     sid: str, day_from: date, day_to: date, outputs: tuple[tuple[str, str], ...]
 ) -> dict[str, Any]:
     """What dash-renderer posts for one of the account page's callbacks."""
+    single = len(outputs) == 1  # Dash keys a one-output callback without the dots
     return {
-        "output": "...".join(f"{c}.{p}" for c, p in outputs).join(("..", "..")),
-        "outputs": [{"id": c, "property": p} for c, p in outputs],
+        "output": "{}.{}".format(*outputs[0])
+        if single
+        else "...".join(f"{c}.{p}" for c, p in outputs).join(("..", "..")),
+        "outputs": {"id": outputs[0][0], "property": outputs[0][1]}
+        if single
+        else [{"id": c, "property": p} for c, p in outputs],
         "inputs": [
             {"id": "account-dates", "property": "start_date", "value": day_from.isoformat()},
             {"id": "account-dates", "property": "end_date", "value": day_to.isoformat()},
