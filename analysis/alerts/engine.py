@@ -193,6 +193,16 @@ class AlertEngine:
                 else:
                     self._dip(s, event, now)
 
+    @staticmethod
+    def _seen(s: Session, rule: str, event: PowerEvent) -> bool:
+        """This record (same event id) already made an alert of the rule."""
+        found = s.scalar(
+            select(AlertRow.id).where(
+                AlertRow.rule == rule, AlertRow.site_id == event.site, AlertRow.source_key == event.event_id
+            )
+        )
+        return found is not None
+
     def _dip(self, s: Session, event: PowerEvent, now: int) -> None:
         """A dip deeper than SEMI F47 allows pages once; it is over when it is reported, so
         its alert is born resolved (nothing to acknowledge, no reminders, no resolve notice)."""
@@ -202,59 +212,28 @@ class AlertEngine:
             return
         if semi_f47_region(event.residual_pct, event.duration_ms / 1000.0) != SEMI_OUTSIDE:
             return
-        seen = s.scalar(
-            select(AlertRow.id).where(
-                AlertRow.rule == SEMI_F47,
-                AlertRow.site_id == event.site,
-                AlertRow.source_key == event.event_id,
-            )
-        )
-        if seen is not None:
+        if self._seen(s, SEMI_F47, event):
             return  # a replay
         detail = (
             f"phase {event.phase or '?'}: {event.residual_pct:g} % of declared voltage for"
             f" {event.duration_ms:g} ms, below the SEMI F47 ride-through curve"
         )
-        ended = event.ts_ms + int(event.duration_ms)
-        incident = IncidentRow(
+        self._page_condition(
+            s,
+            SEMI_F47,
+            event.site,
+            event.phase,
+            event.ts_ms,
+            "minor",
+            detail,
+            now,
             group_key=f"{SEMI_F47}:{event.site}",
-            rule=SEMI_F47,
-            severity="minor",
-            state=RESOLVED,
-            first_start_ms=event.ts_ms,
-            opened_ms=now,
-            resolved_ms=now,
-            next_notify_ms=None,
-            escalation_level=0,
-            detail=detail[:300],
+            ended_ms=event.ts_ms + int(event.duration_ms),
+            source_key=event.event_id,
         )
-        s.add(incident)
-        s.flush()
-        s.add(
-            AlertRow(
-                rule=SEMI_F47,
-                site_id=event.site,
-                phase=event.phase,
-                severity="minor",
-                state=RESOLVED,
-                incident_id=incident.id,
-                source_key=event.event_id,
-                started_ms=event.ts_ms,
-                ended_ms=ended,
-                opened_ms=now,
-                last_seen_ms=now,
-            )
-        )
-        s.flush()
-        self._notify(s, incident, "incident", OPS, now, now)
 
     def _power_off(self, s: Session, event: PowerEvent, info: SiteInfo, now: int) -> None:
-        seen = s.scalar(
-            select(AlertRow.id).where(
-                AlertRow.rule == OUTAGE, AlertRow.site_id == event.site, AlertRow.source_key == event.event_id
-            )
-        )
-        if seen is not None:
+        if self._seen(s, OUTAGE, event):
             return  # a replay
         open_alert = self._open_alert(s, event.site)
         if open_alert is not None:
@@ -432,35 +411,58 @@ class AlertEngine:
         with self._session.begin() as s:
             if self._open_alert(s, site, rule, phase) is not None:
                 return False
-            incident = IncidentRow(
-                group_key=f"{rule}:{site}:{phase}" if phase else f"{rule}:{site}",
-                rule=rule,
-                severity=severity,
-                state=FIRING,
-                first_start_ms=started_ms,
-                opened_ms=now,
-                next_notify_ms=now + int(self.policy.renotify_s * 1000),
-                escalation_level=0,
-                detail=detail[:300],
-            )
-            s.add(incident)
-            s.flush()
-            s.add(
-                AlertRow(
-                    rule=rule,
-                    site_id=site,
-                    phase=phase,
-                    severity=severity,
-                    state=FIRING,
-                    incident_id=incident.id,
-                    started_ms=started_ms,
-                    opened_ms=now,
-                    last_seen_ms=now,
-                )
-            )
-            s.flush()
-            self._notify(s, incident, "incident", OPS, now, now)
+            group = f"{rule}:{site}:{phase}" if phase else f"{rule}:{site}"
+            self._page_condition(s, rule, site, phase, started_ms, severity, detail, now, group_key=group)
             return True
+
+    def _page_condition(
+        self,
+        s: Session,
+        rule: str,
+        site: str,
+        phase: str,
+        started_ms: int,
+        severity: str,
+        detail: str,
+        now: int,
+        group_key: str,
+        ended_ms: int | None = None,
+        source_key: str | None = None,
+    ) -> None:
+        """One alert in an incident of its own, paged at once. With ``ended_ms`` the condition
+        is already over when it is reported (a dip): born resolved, nothing to remind of."""
+        over = ended_ms is not None
+        incident = IncidentRow(
+            group_key=group_key,
+            rule=rule,
+            severity=severity,
+            state=RESOLVED if over else FIRING,
+            first_start_ms=started_ms,
+            opened_ms=now,
+            resolved_ms=now if over else None,
+            next_notify_ms=None if over else now + int(self.policy.renotify_s * 1000),
+            escalation_level=0,
+            detail=detail[:300],
+        )
+        s.add(incident)
+        s.flush()
+        s.add(
+            AlertRow(
+                rule=rule,
+                site_id=site,
+                phase=phase,
+                severity=severity,
+                state=RESOLVED if over else FIRING,
+                incident_id=incident.id,
+                source_key=source_key,
+                started_ms=started_ms,
+                ended_ms=ended_ms,
+                opened_ms=now,
+                last_seen_ms=now,
+            )
+        )
+        s.flush()
+        self._notify(s, incident, "incident", OPS, now, now)
 
     def clear(self, rule: str, site: str, phase: str, ended_ms: int) -> bool:
         """Resolve the rule's open alert for (site, phase) and send its resolve notice."""
