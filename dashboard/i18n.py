@@ -1,7 +1,7 @@
 """Languages of the dashboard: gettext catalogs (Flask-Babel) and locale-aware formatting.
 
 Every visible string is written as ``_("English text")``; ``pybabel extract`` collects them
-into ``dashboard/translations`` where translators fill in the ``.po`` files (see the README's
+into ``core/translations`` (shared with the PDF reports) where translators fill in the ``.po`` files (see the README's
 "Translating" section). The language is the user's own choice, else PQMON_LANG; the login
 page follows a ``?lang=`` link, remembered in a cookie.
 """
@@ -20,7 +20,7 @@ from core.settings import LANGS
 
 __all__ = ["_", "N_", "lazy_gettext", "ngettext", "force_locale", "setup", "lang", "num", "pct", "when"]
 
-TRANSLATIONS = Path(__file__).resolve().parent / "translations"
+TRANSLATIONS = Path(__file__).resolve().parent.parent / "core" / "translations"
 LANG_COOKIE = "pqmon_lang"
 MISSING = "–"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from babel.messages.pofile import read_po, write_po
 
-PO = Path(__file__).resolve().parent.parent / "dashboard/translations/zh_Hans_CN/LC_MESSAGES/messages.po"
+PO = Path(__file__).resolve().parent.parent / "core/translations/zh_Hans_CN/LC_MESSAGES/messages.po"
 
 
 def main(paths: list[str]) -> int:
