@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from analysis.calendar import day_range_ms, days_between
+from analysis.curves import itic_regions, semi_f47_region
+from analysis.dips import query_dips
 from analysis.period import (
     MonitoredPeriod,
     commissioning,
@@ -26,8 +28,9 @@ from analysis.period import (
 from analysis.pq_daily import FREQ_LIMIT_HZ, UNBALANCE_LIMIT_PCT, plt_limit, thd_limit_pct
 from analysis.qualification import vqr_pct
 from analysis.reliability import rs1_pct
+from analysis.rollup import LINE_FIELDS, PHASE_NAMES
 from core.lineproto import quote_literal
-from core.registry import Registry
+from core.registry import Registry, Site
 from core.store import InfluxStore
 
 EN50160_MIN_COVERAGE_PCT = 80.0  # default of PQMON_EN50160_MIN_COVERAGE_PCT
@@ -165,6 +168,7 @@ def site_report(
         "phases": {},
     }
     unseen = _unseen_min(pooled, period_min)
+    bands = phase_bands(site)
     if len(vq):
         for phase in PHASE_ORDER:
             rows = vq[vq["phase"] == phase]
@@ -172,13 +176,17 @@ def site_report(
                 continue
             sums = {c: int(_sum(rows, c)) for c in VQ_SUMS}
             sums["missing_min"] += int(unseen)  # the same unaccounted minutes as the top level
+            monitored = sums["monitored_min"]
             report["phases"][phase] = {
-                "vqr_pct": vqr_pct(sums["over_min"], sums["under_min"], sums["monitored_min"]),
+                "vqr_pct": vqr_pct(sums["over_min"], sums["under_min"], monitored),
                 **sums,
-                "mean_deviation_pct": (
-                    _sum(rows, "dev_sum_pct") / sums["monitored_min"] if sums["monitored_min"] else None
-                ),
+                "over_pct": sums["over_min"] / monitored * 100.0 if monitored else None,
+                "under_pct": sums["under_min"] / monitored * 100.0 if monitored else None,
+                "mean_deviation_pct": (_sum(rows, "dev_sum_pct") / monitored if monitored else None),
+                **bands.get(phase, dict.fromkeys(BAND_KEYS)),
+                **voltage_stats(rows, tz),
             }
+    report["daily"] = daily_series(vq, period, tz)
 
     outage_s = _sum(rel, "outage_s")
     short_s = _sum(rel, "short_s")
@@ -208,7 +216,108 @@ def site_report(
     }
     pq = rows_in(store.query_frame(f"SELECT * FROM pq_daily WHERE {where}"), period)
     report["pq"] = pq_summary(pq, site.voltage_class_kv)
+    report["dips"] = dip_list(store, site.id, period, tz)
     return report
+
+
+BAND_KEYS = ("nominal_v", "lower_v", "upper_v")
+STAT_KEYS = ("max_v", "max_at", "min_v", "min_at", "mean_v")
+
+
+def phase_bands(site: Site) -> dict[str, dict[str, float]]:
+    """Nominal and limits in volts of each channel, as the worker judged it (line voltages x sqrt 3)."""
+    from analysis.worker import site_spec  # the worker's own rule: one source for the limits
+
+    spec = site_spec(site)
+    if spec is None:
+        return {}
+    limits = spec[0].limits
+    out = {}
+    for field, phase in PHASE_NAMES.items():
+        nominal = spec[0].nominal_v * (math.sqrt(3) if field in LINE_FIELDS else 1.0)
+        lower, upper = limits.band(nominal)
+        out[phase] = {"nominal_v": nominal, "lower_v": lower, "upper_v": upper}
+    return out
+
+
+def _stats_of(rows: pd.DataFrame, zone: ZoneInfo) -> dict[str, Any]:
+    """Highest and lowest minute mean with when it began, and the mean, of in-service minutes."""
+    if "v_n" not in rows:
+        return dict.fromkeys(STAT_KEYS)
+    ok = rows[rows["v_n"].fillna(0) > 0]
+    if ok.empty:
+        return dict.fromkeys(STAT_KEYS)
+    hi = ok.loc[ok["v_max"].idxmax()]
+    lo = ok.loc[ok["v_min"].idxmin()]
+    return {
+        "max_v": float(hi["v_max"]),
+        "max_at": datetime.fromtimestamp(float(hi["v_max_ms"]) / 1000, zone).isoformat(),
+        "min_v": float(lo["v_min"]),
+        "min_at": datetime.fromtimestamp(float(lo["v_min_ms"]) / 1000, zone).isoformat(),
+        "mean_v": float(ok["v_sum"].sum() / ok["v_n"].sum()),
+    }
+
+
+def voltage_stats(rows: pd.DataFrame, tz: str) -> dict[str, Any]:
+    """A voltage monitor's statistics of one channel over the rows' days (null without data)."""
+    return _stats_of(rows, ZoneInfo(tz))
+
+
+def daily_series(vq: pd.DataFrame, period: MonitoredPeriod, tz: str) -> list[dict[str, Any]]:
+    """Each day of the monitored period: its VQR and coverage, and per channel its extremes and mean.
+
+    A day without a roll-up is listed with nulls, so a chart shows a gap, never a zero.
+    """
+    if period.first_day is None or period.last_day is None:
+        return []
+    zone = ZoneInfo(tz)
+    by_day: dict[date, pd.DataFrame] = {}
+    if len(vq):
+        days = pd.to_datetime(vq["time"], unit="ms", utc=True).dt.tz_convert(tz).dt.date
+        by_day = {d: g for d, g in vq.groupby(days)}
+    out = []
+    for day in days_between(period.first_day, period.last_day):
+        rows = by_day.get(day)
+        entry: dict[str, Any] = {"day": day.isoformat(), "vqr_pct": None, "coverage_pct": None, "phases": {}}
+        if rows is not None:
+            pooled = rows[rows["phase"] == "all"]
+            if len(pooled):
+                figures = _vq_figures(pooled, _sum(pooled, "calendar_min"))
+                entry["vqr_pct"], entry["coverage_pct"] = figures["vqr_pct"], figures["coverage_pct"]
+            for phase in PHASE_ORDER:
+                mine = rows[rows["phase"] == phase]
+                if len(mine):
+                    stats = _stats_of(mine, zone)
+                    entry["phases"][phase] = {k: stats[k] for k in ("max_v", "min_v", "mean_v")}
+        out.append(entry)
+    return out
+
+
+def dip_list(store: InfluxStore, site_id: str, period: MonitoredPeriod, tz: str) -> list[dict[str, Any]]:
+    """The period's dips and swells with where each falls on the ITIC and SEMI F47 curves."""
+    if period.first_day is None:
+        return []
+    df = query_dips(store, site_id, period.start_ms, period.end_ms)
+    if df.empty:
+        return []
+    duration = df["duration_s"].to_numpy(float)
+    level = df["level_pct"].to_numpy(float)
+    itic = itic_regions(level, duration)
+    zone = ZoneInfo(tz)
+    out = []
+    for i, row in enumerate(df.itertuples(index=False)):
+        dip = row.type == "dip"
+        out.append(
+            {
+                "time": datetime.fromtimestamp(int(row.time) / 1000, zone).isoformat(),
+                "type": str(row.type),
+                "duration_s": float(row.duration_s),
+                "level_pct": float(row.level_pct),
+                "itic": str(itic[i]),
+                "semi_f47": semi_f47_region(float(row.level_pct), float(row.duration_s)) if dip else None,
+            }
+        )
+    return out
 
 
 OUTAGE_COUNT_KEYS = ("count", "sustained", "short", "planned", "unplanned", "duration_s", "open", "longest_s")

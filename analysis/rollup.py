@@ -144,6 +144,7 @@ def rollup_site(
         in_service = monitored & elapsed & ~out_mask
         deviation = np.where(in_service, (means[ch] - nominal[ch]) / nominal[ch] * 100.0, 0.0)
         en_n, en_within, en_flagged = en50160_counts(means[ch], nominal[ch], flagged_10min, day_edges)
+        extremes = day_extremes(means[ch], in_service, day_edges, start_ms)
         counts = {
             "monitored": count_by_day(monitored & elapsed, day_edges),
             "over": count_by_day(over & elapsed, day_edges),
@@ -158,7 +159,7 @@ def rollup_site(
         for k in pooled:
             pooled[k] = pooled[k] + counts[k]
         for i, d in enumerate(days):
-            vq_rows.append(_vq_row(d, policy.tz, PHASE_NAMES[ch], counts, i))
+            vq_rows.append(_vq_row(d, policy.tz, PHASE_NAMES[ch], counts, i) | extremes[i])
 
     account_outage = count_by_day(out_mask, day_edges)
     account_missing = count_by_day(~any_data & ~out_mask & elapsed, day_edges)
@@ -198,6 +199,39 @@ def _vq_row(d: date, tz: str, phase: str, counts: dict[str, np.ndarray], i: int)
         "en_within": int(counts["en_within"][i]),
         "en_flagged": int(counts["en_flagged"][i]),
     }
+
+
+def day_extremes(
+    means: np.ndarray, in_service: np.ndarray, day_edges: np.ndarray, start_ms: int
+) -> list[dict[str, object]]:
+    """Per day: the highest and lowest in-service minute mean with the minute each began, their
+    sum and count (mean = v_sum / v_n): a voltage monitor's daily statistics (DL/T 500).
+
+    A day without any in-service minute has ``v_n`` 0 and zeros for the rest, meaningless:
+    readers go by ``v_n``. Every field is always written, since a recomputed InfluxDB point
+    keeps any field it is not given; and every one is a float (times included), so InfluxDB
+    sees one field type whatever the day held.
+    """
+    bounds = list(day_edges) + [means.size]
+    out: list[dict[str, object]] = []
+    for first, last in zip(bounds[:-1], bounds[1:], strict=True):
+        ok = in_service[first:last] & ~np.isnan(means[first:last])
+        if not ok.any():
+            out.append(dict.fromkeys(("v_max", "v_max_ms", "v_min", "v_min_ms", "v_sum", "v_n"), 0.0))
+            continue
+        values = np.where(ok, means[first:last], np.nan)
+        hi, lo = int(np.nanargmax(values)), int(np.nanargmin(values))
+        out.append(
+            {
+                "v_max": float(values[hi]),
+                "v_max_ms": float(start_ms + (int(first) + hi) * MINUTE_MS),
+                "v_min": float(values[lo]),
+                "v_min_ms": float(start_ms + (int(first) + lo) * MINUTE_MS),
+                "v_sum": float(np.nansum(values)),
+                "v_n": float(ok.sum()),
+            }
+        )
+    return out
 
 
 def en50160_flags(events: pd.DataFrame, out_mask: np.ndarray, start_ms: int, n: int) -> np.ndarray:

@@ -4,8 +4,9 @@ A report is nested JSON; CSV is flat. Each table here has exactly one header row
 kind of row, so no reader has to guess:
 
 - site report: ``figure,value`` (every scalar of the report, by dotted path, e.g.
-  ``phases.a.vqr_pct``), ``outages`` (one row per entry of ``outage_list``) and ``weeks``
-  (one row per EN 50160 week, ``within_pct.<phase>`` columns);
+  ``phases.a.vqr_pct``), ``outages`` (one row per entry of ``outage_list``), ``weeks``
+  (one row per EN 50160 week, ``within_pct.<phase>`` columns), ``daily`` (one row per day,
+  ``phases.<phase>.max_v`` columns) and ``dips`` (one row per dip or swell);
 - fleet report: ``sites`` (one row per key account), ``indices`` (``figure,value`` of
   everything that is not a table: voltage, IEEE 1366, DL/T 836, the period) and
   ``last_mile`` (one row per account on the last-mile list).
@@ -35,6 +36,8 @@ OUTAGE_COLUMNS = (
     "end_source",
 )
 WEEK_COLUMNS = ("week_start", "days", "verdict", "valid_10min", "required_10min")
+DAILY_COLUMNS = ("day", "vqr_pct", "coverage_pct")
+DIP_COLUMNS = ("time", "type", "duration_s", "level_pct", "itic", "semi_f47")
 FIGURE_COLUMNS = ("figure", "value")
 MAIN = ""  # the key of the main table in the dicts below; the others name a sibling file
 
@@ -100,7 +103,7 @@ def table(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
 
 
 def site_tables(report: Mapping[str, Any]) -> dict[str, str]:
-    """The site report: figure,value (main), its outages and its EN 50160 weeks."""
+    """The site report: figure,value (main), its outages, EN 50160 weeks, days, dips and swells."""
     weeks = (report.get("en50160") or {}).get("weeks") or []
     return {
         MAIN: table(
@@ -109,6 +112,8 @@ def site_tables(report: Mapping[str, Any]) -> dict[str, str]:
         ),
         "outages": table(OUTAGE_COLUMNS, report.get("outage_list") or []),
         "weeks": table(WEEK_COLUMNS, weeks),
+        "daily": table(DAILY_COLUMNS, report.get("daily") or []),
+        "dips": table(DIP_COLUMNS, report.get("dips") or []),
     }
 
 

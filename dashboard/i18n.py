@@ -1,9 +1,9 @@
 """Languages of the dashboard: gettext catalogs (Flask-Babel) and locale-aware formatting.
 
 Every visible string is written as ``_("English text")``; ``pybabel extract`` collects them
-into ``core/translations`` (shared with the PDF reports) where translators fill in the ``.po`` files (see the README's
-"Translating" section). The language is the user's own choice, else PQMON_LANG; the login
-page follows a ``?lang=`` link, remembered in a cookie.
+into ``core/translations`` (shared with the PDF reports) where translators fill in the
+``.po`` files (see the README's "Translating" section). The language is the user's own
+choice, else PQMON_LANG; the login page follows a ``?lang=`` link, remembered in a cookie.
 """
 
 from __future__ import annotations

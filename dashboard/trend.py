@@ -51,7 +51,6 @@ A = TypeVar("A")
 B = TypeVar("B")
 MEMO_TTL_S = 20.0
 MEMO_MAX = 256
-MAX_EVENTS = 5000
 PRESENCE_BUCKETS = 10_000  # at most this many buckets when looking for silent stretches
 PRESENCE_STEPS_S = (60, 300, 900, 1800, 3600, 10800, 21600, 86400)
 
@@ -132,37 +131,6 @@ def query_presence(
         float(last["interval_s"].iloc[0]) if len(last) and pd.notna(last["interval_s"].iloc[0]) else 60.0
     )
     return sorted(int(t) for t in df["time"]), interval
-
-
-def query_events(store: InfluxStore, site_id: str, start_ms: int, end_ms: int) -> pd.DataFrame:
-    """Dips and swells of the site (columns time, type, duration_s, level_pct), one row per event id.
-
-    ``level_pct`` is the residual voltage of a dip and the magnitude of a swell, in % of nominal.
-    """
-    df = store.query_frame(
-        "SELECT duration_ms, residual_pct, magnitude_pct, event_id FROM event"
-        f" WHERE {_where(site_id, None, start_ms, end_ms)} AND (type = 'dip' OR type = 'swell')"
-        f" GROUP BY type LIMIT {MAX_EVENTS}",
-        tag_columns=["type"],
-    )
-    columns = ["time", "type", "duration_s", "level_pct"]
-    if df.empty:
-        return pd.DataFrame(columns=columns)
-    for col in ("duration_ms", "residual_pct", "magnitude_pct", "event_id"):
-        if col not in df:
-            df[col] = None
-    df = df.sort_values("time").drop_duplicates(subset=["event_id"], keep="first")
-    level = df["residual_pct"].where(df["type"] == "dip", df["magnitude_pct"])
-    out = pd.DataFrame(
-        {
-            "time": df["time"].astype("int64"),
-            "type": df["type"].astype(str),
-            "duration_s": pd.to_numeric(df["duration_ms"], errors="coerce") / 1000.0,
-            "level_pct": pd.to_numeric(level, errors="coerce"),
-        }
-    )
-    out = out[(out["duration_s"] > 0) & out["level_pct"].notna()]
-    return out.reset_index(drop=True)[columns]
 
 
 # -- what the account and feeder pages share -------------------------------------------------

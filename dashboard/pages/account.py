@@ -18,6 +18,7 @@ import dash_mantine_components as dmc
 from dash import Input, Output, State, dcc, html
 
 from analysis.calendar import day_range_ms
+from analysis.dips import query_dips
 from core.errors import PqmonError
 from core.registry import ROLES, WINDOW_ACTIVE, Site
 from dashboard import authz
@@ -47,7 +48,6 @@ from dashboard.trend import (
     now_ms,
     presence_step,
     primary_meter,
-    query_events,
     query_presence,
     report_for,
     store_failed,
@@ -453,7 +453,7 @@ def update_events(access: authz.Access, start: object, end: object, site_id: obj
     try:
         events = memo(
             ("events", id(ctx.store), site.id, start_ms, end_ms),
-            lambda: query_events(ctx.store, site.id, start_ms, end_ms),
+            lambda: query_dips(ctx.store, site.id, start_ms, end_ms),
         )
     except PqmonError:
         log.exception("account %s: events failed", site.id)

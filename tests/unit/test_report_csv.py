@@ -116,7 +116,7 @@ def parse(text: str) -> tuple[pd.DataFrame, list[list[str]]]:
 
 def test_site_tables():
     tables = site_tables(SITE)
-    assert set(tables) == {"", "outages", "weeks"}
+    assert set(tables) == {"", "outages", "weeks", "daily", "dips"}
     main, rows = parse(tables[""])
     assert rows[0] == ["figure", "value"]
     figures = dict(zip(main["figure"], main["value"], strict=True))
@@ -199,7 +199,13 @@ def test_files_beside_the_main_one(tmp_path: Path):
     assert sibling(tmp_path / "may.csv", "outages") == tmp_path / "may.outages.csv"
     assert sibling(tmp_path / "may", "weeks") == tmp_path / "may.weeks.csv"
     written = write_tables(tmp_path / "may.csv", site_tables(SITE))
-    assert [p.name for p in written] == ["may.csv", "may.outages.csv", "may.weeks.csv"]
+    assert [p.name for p in written] == [
+        "may.csv",
+        "may.outages.csv",
+        "may.weeks.csv",
+        "may.daily.csv",
+        "may.dips.csv",
+    ]
     assert pd.read_csv(written[0]).columns.tolist() == ["figure", "value"]  # pandas skips the BOM
     with open(written[1], encoding="utf-8-sig", newline="") as fh:
         assert next(csv.reader(fh))[0] == "start"
