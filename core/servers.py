@@ -1,16 +1,21 @@
-"""Real Mosquitto and InfluxDB processes on free loopback ports.
+"""Real Mosquitto, InfluxDB and PostgreSQL processes on free loopback ports.
 
-``pqmon up`` runs the local stack with them and the test fixtures start their own;
-both get a process they own, data in a directory they choose, and a clean stop.
+``pqmon up`` runs the local stack with Mosquitto and InfluxDB and the test fixtures start
+their own (PostgreSQL too, for the registry on PostgreSQL); each gets a process it owns, data
+in a directory it chooses, and a clean stop.
 """
 
 from __future__ import annotations
 
 import getpass
+import glob
 import logging
+import os
+import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,11 +80,16 @@ class ServerProcess:
     def log_path(self) -> Path:
         return self.data_dir / f"{self.name}.log"
 
-    def _spawn(self, argv: list[str]) -> None:
+    def _spawn(self, argv: list[str], user: str | None = None) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
         self.proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            user=user,
         )
         log.close()
 
@@ -169,11 +179,167 @@ class LocalInflux(ServerProcess):
         return self
 
 
+POSTGRES_HINT = (
+    "PostgreSQL's {binary} was not found. On Debian/Ubuntu install it with "
+    "'sudo apt-get install -y postgresql' (its programs live in /usr/lib/postgresql/<version>/bin)."
+)
+POSTGRES_SUPERUSER = "postgres"
+POSTGRES_SYSTEM_USER = "postgres"  # who runs the server when we are root (Debian's package creates it)
+
+
+def _postgres_binary(name: str) -> str:
+    """``name`` from PATH, else from the newest /usr/lib/postgresql/<version>/bin (where Debian puts it)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+        key=lambda p: [int(x) if x.isdigit() else 0 for x in Path(p).parts[-3].split(".")],
+    )
+    if versions:
+        return versions[-1]
+    raise PqmonError(POSTGRES_HINT.format(binary=name))
+
+
+class LocalPostgres(ServerProcess):
+    """A throw-away PostgreSQL cluster on 127.0.0.1 with trust authentication, for tests and benchmarks.
+
+    Never a deployment's database: anyone on the machine may connect as the superuser, and
+    durability is off (``fsync=off``) so that creating a database per test is cheap. ``initdb``
+    and ``postgres`` refuse to run as root, so as root the cluster belongs to the ``postgres``
+    system user and lives in a directory of its own under the system's temporary directory
+    (the caller's ``data_dir``, e.g. pytest's, is not reachable by that user); ``stop()``
+    removes that directory. The server log is ``data_dir/postgres.log`` either way.
+    """
+
+    def __init__(self, data_dir: Path, port: int = 0) -> None:
+        super().__init__("postgres", Path(data_dir), port)
+        self.cluster_dir: Path | None = None
+        self._own_cluster_dir = False
+        self._user: str | None = None
+
+    def database_url(self, database: str = "postgres") -> str:
+        """SQLAlchemy URL of one database of this server (psycopg 3 driver)."""
+        return f"postgresql+psycopg://{POSTGRES_SUPERUSER}@127.0.0.1:{self.port}/{database}"
+
+    @property
+    def url(self) -> str:
+        return self.database_url()
+
+    @property
+    def _pgdata(self) -> Path:
+        assert self.cluster_dir is not None, "start() the server first"
+        return self.cluster_dir / "data"
+
+    def start(self, timeout_s: float = 60) -> LocalPostgres:
+        initdb, postgres = _postgres_binary("initdb"), _postgres_binary("postgres")
+        self.port = self.port or free_port()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            try:
+                owner = pwd.getpwnam(POSTGRES_SYSTEM_USER)
+            except KeyError:
+                raise PqmonError(
+                    "PostgreSQL will not run as root and there is no 'postgres' system user to run it as; "
+                    "'sudo apt-get install -y postgresql' creates it"
+                ) from None
+            self._user = POSTGRES_SYSTEM_USER
+            self.cluster_dir = Path(tempfile.mkdtemp(prefix="pqmon-postgres-"))
+            self._own_cluster_dir = True
+            os.chown(self.cluster_dir, owner.pw_uid, owner.pw_gid)
+        else:
+            self.cluster_dir = self.data_dir / "pgdata"
+            self.cluster_dir.mkdir(parents=True, exist_ok=True)
+        self._run(
+            [initdb, "-D", str(self._pgdata), "-U", POSTGRES_SUPERUSER, "--auth=trust"]
+            + ["--encoding=UTF8", "--locale=C", "--no-sync"],
+            "initdb",
+        )
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "unix_socket_directories": "",  # TCP on loopback only: no socket file to place or clean up
+            "max_connections": "200",  # several worker processes, each with a small pool, plus the tests
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+        }
+        argv = [postgres, "-D", str(self._pgdata), "-p", str(self.port)]
+        for key, value in settings.items():
+            argv += ["-c", f"{key}={value}"]
+        self._spawn(argv, user=self._user)
+        wait_until(lambda: self._check_alive() and _postgres_ready(self.port), timeout_s, "PostgreSQL")
+        return self
+
+    def _run(self, argv: list[str], what: str, timeout_s: float = 120) -> None:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout_s, check=False, user=self._user
+        )
+        if done.returncode != 0:
+            raise PqmonError(f"{what} failed ({done.returncode}):\n{(done.stdout + done.stderr)[-2000:]}")
+
+    def create_database(self, name: str) -> str:
+        """A new empty database; its SQLAlchemy URL."""
+        self._admin(f'CREATE DATABASE "{name}"')
+        return self.database_url(name)
+
+    def drop_database(self, name: str) -> None:
+        """Drop it even while clients are still connected (they are disconnected)."""
+        self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def _admin(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(_conninfo(self.port), autocommit=True) as conn:
+            conn.execute(sql.encode())
+
+    def stop(self, timeout_s: float = 30) -> None:
+        """A fast shutdown (clients disconnected) by ``pg_ctl``, then the cluster's own directory goes."""
+        try:
+            if self.running() and self.cluster_dir is not None:
+                try:
+                    self._run(
+                        [_postgres_binary("pg_ctl"), "stop", "-D", str(self._pgdata), "-m", "fast", "-w"]
+                        + ["-t", str(max(1, int(timeout_s)))],
+                        "pg_ctl stop",
+                        timeout_s + 5,
+                    )
+                except (PqmonError, subprocess.TimeoutExpired) as exc:
+                    log.warning("%s; stopping PostgreSQL by signal", exc)
+            super().stop(timeout_s)
+        finally:
+            self._remove_cluster_dir()
+
+    def kill(self) -> None:
+        super().kill()
+        self._remove_cluster_dir()
+
+    def _remove_cluster_dir(self) -> None:
+        if self._own_cluster_dir and self.cluster_dir is not None and not self.running():
+            shutil.rmtree(self.cluster_dir, ignore_errors=True)
+            self._own_cluster_dir = False
+
+
 def port_open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2):
             return True
     except OSError:
+        return False
+
+
+def _conninfo(port: int, database: str = "postgres") -> str:
+    return f"host=127.0.0.1 port={port} user={POSTGRES_SUPERUSER} dbname={database} connect_timeout=2"
+
+
+def _postgres_ready(port: int) -> bool:
+    """Accepting connections, not only listening: during start-up it refuses them with an error."""
+    import psycopg
+
+    try:
+        with psycopg.connect(_conninfo(port)) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
         return False
 
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Second README command: install the test dependencies, then run every test
-# (unit, integration against real Mosquitto and InfluxDB, browser in headless Chromium).
+# (unit, integration against real Mosquitto, InfluxDB and PostgreSQL, browser in headless Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-need_apt mosquitto influxdb chromium chromium-driver python3-venv fonts-wqy-microhei
+need_apt mosquitto influxdb postgresql chromium chromium-driver python3-venv fonts-wqy-microhei
 ensure_venv dev
 .venv/bin/ruff check .
 .venv/bin/mypy

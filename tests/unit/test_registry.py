@@ -1,4 +1,5 @@
-"""Registry CSV import (README: Command line) and the authorization rule (README: security)."""
+"""Registry CSV import (README: Command line) and the authorization rule (README: security),
+on SQLite and on PostgreSQL."""
 
 from pathlib import Path
 
@@ -6,13 +7,15 @@ import pytest
 
 from core.errors import RegistryError
 from core.registry import CSV_COLUMNS, Registry
+from tests.conftest import BOTH_REGISTRIES
 
 HEADER = ",".join(CSV_COLUMNS)
+pytestmark = BOTH_REGISTRIES
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Registry:
-    reg = Registry(f"sqlite:///{tmp_path / 'r.db'}")
+def registry(registry_url: str) -> Registry:
+    reg = Registry(registry_url)
     yield reg
     reg.close()
 
@@ -94,11 +97,14 @@ def test_password_is_hashed_and_customer_needs_sites(registry: Registry, tmp_pat
     assert "long-enough" not in stored and stored.startswith(("scrypt:", "pbkdf2:"))
 
 
-def test_the_sites_list_follows_changes_made_by_another_process(tmp_path: Path):
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    mine, theirs = Registry(url), Registry(url)
-    theirs.import_csv(write(tmp_path, "A001,account,a,10,3,A001-M1,57.7,,,gb,,"))
-    assert [s.name for s in mine.sites()] == ["a"]  # read, and kept
-    theirs.import_csv(write(tmp_path, "A001,account,renamed,10,3,A001-M1,57.7,,,gb,,"))
-    assert [s.name for s in mine.sites()] == ["renamed"]  # the version stamp changed
-    assert [s.id for s in mine.sites("feeder")] == []
+def test_the_sites_list_follows_changes_made_by_another_process(tmp_path: Path, registry_url: str):
+    mine, theirs = Registry(registry_url), Registry(registry_url)
+    try:
+        theirs.import_csv(write(tmp_path, "A001,account,a,10,3,A001-M1,57.7,,,gb,,"))
+        assert [s.name for s in mine.sites()] == ["a"]  # read, and kept
+        theirs.import_csv(write(tmp_path, "A001,account,renamed,10,3,A001-M1,57.7,,,gb,,"))
+        assert [s.name for s in mine.sites()] == ["renamed"]  # the version stamp changed
+        assert [s.id for s in mine.sites("feeder")] == []
+    finally:
+        mine.close()
+        theirs.close()
