@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from core.errors import PqmonError
 from core.logs import configure as configure_logging
-from core.settings import Settings, load_settings
+from core.settings import LANGS, Settings, load_settings
 
 log = logging.getLogger("pqmon")
 
@@ -176,6 +176,10 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
 
     if bool(args.fleet) == bool(args.site):
         raise PqmonError("name one SITE, or --fleet for every key account")
+    if args.format == "pdf" and args.fleet:
+        raise PqmonError("--format pdf is the report of one account; the fleet report is json or csv")
+    if args.format == "pdf" and args.output is None and sys.stdout.isatty():
+        raise PqmonError("--format pdf: name the file with -o FILE.pdf (or redirect stdout)")
     output = Path(args.output) if args.output else None
     if output is not None and not output.parent.is_dir():
         raise PqmonError(f"--output {output}: no directory {output.parent}; create it first")
@@ -210,6 +214,8 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         store.close()
         registry.close()
+    if args.format == "pdf":
+        return _write_pdf(args, settings, report, output)
     if args.format == "json":
         text = json.dumps(report, ensure_ascii=False, indent=2) + "\n"
         if output is None:
@@ -224,6 +230,30 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     else:
         written = report_csv.write_tables(output, tables)
         print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
+    return 0
+
+
+def _write_pdf(args: argparse.Namespace, settings: Settings, report: dict, output: Path | None) -> int:
+    """The account's report as the PDF the archive issues: same figures, same layout."""
+    from core.registry import Registry
+    from reports.monthly import document
+    from reports.pdf import render
+
+    lang = args.lang or settings.lang
+    registry = Registry(settings.registry_url)
+    try:
+        today = datetime.now(settings.zone).date()
+        data = render(document(report, registry, settings, lang, today))
+    finally:
+        registry.close()
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        tmp = output.with_name(output.name + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(output)
+        print(f"wrote {output} ({len(data) // 1024} KB)", file=sys.stderr)
     return 0
 
 
@@ -605,7 +635,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fleet", action="store_true", help="every key account and the fleet indices")
     p.add_argument("--from", dest="date_from", type=_day, required=True)
     p.add_argument("--to", dest="date_to", type=_day, required=True, help="inclusive")
-    p.add_argument("--format", choices=["json", "csv"], default="json")
+    p.add_argument("--format", choices=["json", "csv", "pdf"], default="json")
+    p.add_argument(
+        "--lang", choices=list(LANGS), help="language of the pdf (default: PQMON_LANG); figures are the same"
+    )
     p.add_argument(
         "-o",
         "--output",

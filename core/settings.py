@@ -103,6 +103,22 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
         "80",
         "report: an EN 50160 week with fewer valid 10-minute values than this share is insufficient_data",
     ),
+    ("PQMON_UTILITY_NAME", "", "reports: the utility's name on report covers and the seal line"),
+    (
+        "PQMON_REPORT_DIR",
+        "",
+        "reports: where issued monthly reports are archived (default: reports/ in the data dir)",
+    ),
+    (
+        "PQMON_REPORT_WORKERS",
+        "2",
+        "reports: processes rendering the monthly archive, at low priority so analysis passes keep theirs",
+    ),
+    (
+        "PQMON_REPORT_DELAY_H",
+        "6",
+        "reports: hours after a month ends before the worker issues its reports (late data arrives first)",
+    ),
 )
 
 
@@ -154,6 +170,10 @@ class Settings:
     med_history_years: int
     med_ddof: int
     en50160_min_coverage_pct: float
+    utility_name: str = ""
+    report_dir: Path = Path("var/reports")
+    report_workers: int = 2
+    report_delay_h: float = 6.0
     extra: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -287,6 +307,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         en50160_min_coverage_pct=_percent(
             "PQMON_EN50160_MIN_COVERAGE_PCT", merged["PQMON_EN50160_MIN_COVERAGE_PCT"]
         ),
+        utility_name=merged["PQMON_UTILITY_NAME"].strip(),
+        report_dir=Path(merged["PQMON_REPORT_DIR"]).expanduser()
+        if merged["PQMON_REPORT_DIR"]
+        else data_dir / "reports",
+        report_workers=int(_number("PQMON_REPORT_WORKERS", merged["PQMON_REPORT_WORKERS"], int)),
+        report_delay_h=float(_number("PQMON_REPORT_DELAY_H", merged["PQMON_REPORT_DELAY_H"], float)),
     )
     _check(settings)
     return settings
