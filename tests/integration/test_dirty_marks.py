@@ -14,10 +14,10 @@ import requests
 from analysis.calendar import day_start_ms
 from core.registry import Registry
 from core.store import InfluxStore
-from tests.conftest import run_pqmon
+from tests.conftest import BOTH_REGISTRIES, run_pqmon
 from tests.integration.mqtt_support import REGISTRY_HEADER
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, BOTH_REGISTRIES]  # the registry on SQLite and on PostgreSQL
 
 TZ = "Asia/Shanghai"
 

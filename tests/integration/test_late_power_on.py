@@ -19,10 +19,10 @@ import pytest
 from analysis.calendar import MINUTE_MS, day_start_ms
 from core.servers import wait_until
 from core.store import InfluxStore
-from tests.conftest import run_pqmon
+from tests.conftest import BOTH_REGISTRIES, run_pqmon
 from tests.integration.mqtt_support import CollectorProcess, mqtt_client
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, BOTH_REGISTRIES]  # the registry on SQLite and on PostgreSQL
 
 TZ = "Asia/Shanghai"
 ZONE = ZoneInfo(TZ)

@@ -21,9 +21,9 @@ import pytest
 from analysis.calendar import day_start_ms
 from core.lineproto import line
 from core.store import InfluxStore
-from tests.conftest import run_pqmon
+from tests.conftest import BOTH_REGISTRIES, run_pqmon
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, BOTH_REGISTRIES]  # the registry on SQLite and on PostgreSQL
 
 TZ = "Asia/Shanghai"
 REGISTRY = """site_id,site_kind,name,voltage_class_kv,phases,meter_id,nominal_v,upper_pct,lower_pct,profile,feeder_id,manager

@@ -22,9 +22,9 @@ from analysis.calendar import MINUTE_MS, day_start_ms
 from collector.deadletter import DeadLetters
 from core.servers import wait_until
 from core.store import InfluxStore
-from tests.conftest import run_pqmon
+from tests.conftest import BOTH_REGISTRIES, run_pqmon
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, BOTH_REGISTRIES]  # the registry on SQLite and on PostgreSQL
 
 TZ = "Asia/Shanghai"
 NOMINAL = 57.735  # PT secondary, phase to neutral, of a 10 kV meter

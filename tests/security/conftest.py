@@ -1,5 +1,6 @@
-"""A dashboard served over real HTTP with a real InfluxDB and a SQLite registry, two accounts
-(A001, A002) with figures the tests look for, and users of every role.
+"""A dashboard served over real HTTP with a real InfluxDB and a SQLite registry (or, where a
+module parametrizes ``site`` with "postgresql", a PostgreSQL one), two accounts (A001, A002)
+with figures the tests look for, and users of every role.
 
 Shared by the security tests: they speak HTTP like a browser or a script would.
 """
@@ -14,12 +15,13 @@ import pytest
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from core.registry import Registry
-from core.servers import LocalInflux, free_port
+from core.servers import LocalInflux, LocalPostgres, free_port
 from core.settings import load_settings
 from core.store import InfluxStore
 from dashboard.app import create_app
 from dashboard.periods import today
 from tests.browser.support import PASSWORD, TZ, Dashboard, reading_lines, registry_rows, rollup_lines
+from tests.conftest import fresh_database
 
 USERS = {
     "admin1": ("admin", []),
@@ -37,13 +39,21 @@ def influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalInflux]:
 
 
 @pytest.fixture(scope="package")
-def site(influx: LocalInflux, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+def site(
+    influx: LocalInflux, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Dashboard]:
     data_dir = tmp_path_factory.mktemp("pqmon")
+    kind = getattr(request, "param", "sqlite")  # a module may ask for "postgresql" too
+    registry_url = f"sqlite:///{data_dir / 'registry.db'}"
+    pg_database = None
+    if kind == "postgresql":
+        postgres: LocalPostgres = request.getfixturevalue("postgres")
+        pg_database, registry_url = fresh_database(postgres, "security")
     settings = load_settings(
         {
             "PQMON_INFLUX_URL": influx.url,
-            "PQMON_INFLUX_DB": "pqmon_security",
-            "PQMON_REGISTRY_URL": f"sqlite:///{data_dir / 'registry.db'}",
+            "PQMON_INFLUX_DB": f"pqmon_security_{kind}",
+            "PQMON_REGISTRY_URL": registry_url,
             "PQMON_DATA_DIR": str(data_dir),
             "PQMON_TZ": TZ,
             "PQMON_LANG": "en",
@@ -68,3 +78,5 @@ def site(influx: LocalInflux, tmp_path_factory: pytest.TempPathFactory) -> Itera
     server.server_close()
     store.close()
     registry.close()
+    if pg_database is not None:
+        postgres.drop_database(pg_database)

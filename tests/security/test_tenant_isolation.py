@@ -23,7 +23,11 @@ from dashboard import app as app_module
 from dashboard.app import create_app
 from tests.browser.support import ACCOUNTS, PASSWORD, WAIT_S, Dashboard, requests_login
 
-pytestmark = pytest.mark.integration
+# Every call, with the registry (users, assignments, sessions) on SQLite and on PostgreSQL.
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.parametrize("site", ["sqlite", "postgresql"], indirect=True, scope="package"),
+]
 
 B = "A002"
 B_NAME = ACCOUNTS[B][0]
