@@ -14,6 +14,7 @@ is no longer found is marked ``valid=false`` (see :func:`withdrawn_lines`).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -27,10 +28,12 @@ from analysis.calendar import day_start_ms, days_between, local_day
 from analysis.limits import validate_limits
 from analysis.pq_daily import PQ_EVENT_FIELDS, PQ_READING_FIELDS, pq_daily
 from analysis.rollup import VOLTAGE_FIELDS, RollupPolicy, SiteRollup, SiteSpec, rollup_site
+from core.claims import Claim, WorkQueue, worker_id
 from core.lineproto import line, quote_literal
 from core.registry import Registry, Site
 from core.settings import Settings
 from core.store import InfluxStore
+from reports.archive import Archiver, mark_stale
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,8 @@ LAST_PASS_KEY = "worker.last_pass_ms"
 NOT_STORED = ("day_ms", "phase", "vqr_pct")
 MAX_WINDOW_GROWTH = 8
 MAX_OUTAGE_DAYS = 30  # an outage that began this long before the look-back can still reach into it
+CLAIM_BATCH = 8  # sites one claim statement takes (PostgreSQL): few, so a killed worker strands few
+_worker_ids: dict[int, str] = {}
 
 
 @dataclass(frozen=True)
@@ -194,20 +199,34 @@ class Analyser:
         may remove, shorten or move covers, or those days would keep the old figures.
         """
         if self._stored is None:
-            since = day_start_ms(self.horizon - timedelta(days=MAX_OUTAGE_DAYS), self.settings.tz)
-            stored: dict[str, list[tuple[int, int]]] = {}
-            for df in self.store.query(
-                'SELECT start_ms, end_ms, "open" FROM outage'
-                f' WHERE "valid" = true AND time >= {since}ms GROUP BY site'
-            ):
-                ends = np.where(
-                    df["open"].astype(bool).to_numpy(), self.now_ms, df["end_ms"].to_numpy(np.int64)
-                )
-                stored[df.attrs["tags"]["site"]] = list(
-                    zip(df["start_ms"].astype("int64").tolist(), ends.tolist(), strict=True)
-                )
-            self._stored = stored
+            self._stored = self._read_stored()
         return self._stored
+
+    def _read_stored(self, site_id: str | None = None) -> dict[str, list[tuple[int, int]]]:
+        since = day_start_ms(self.horizon - timedelta(days=MAX_OUTAGE_DAYS), self.settings.tz)
+        of_site = f" AND site = {quote_literal(site_id)}" if site_id is not None else ""
+        stored: dict[str, list[tuple[int, int]]] = {}
+        for df in self.store.query(
+            'SELECT start_ms, end_ms, "open" FROM outage'
+            f' WHERE "valid" = true{of_site} AND time >= {since}ms GROUP BY site'
+        ):
+            ends = np.where(df["open"].astype(bool).to_numpy(), self.now_ms, df["end_ms"].to_numpy(np.int64))
+            stored[df.attrs["tags"]["site"]] = list(
+                zip(df["start_ms"].astype("int64").tolist(), ends.tolist(), strict=True)
+            )
+        return stored
+
+    def refresh(self, site_id: str) -> None:
+        """Read one site's planned windows and stored outages afresh, just before computing it.
+
+        With several workers (core.claims) another one may have computed the site, or a
+        planned window may have been registered, since this pass began: the computation must
+        start from what is stored now, as a single worker's does from what it read at its start.
+        """
+        self.planned[site_id] = [(_utc_ms(s), _utc_ms(e)) for s, e in self.registry.planned_outages(site_id)]
+        if self._stored is None:
+            self._stored = {}
+        self._stored[site_id] = self._read_stored(site_id).get(site_id, [])
 
     def _grown(self, first: date, last: date, spans: Iterable[tuple[int, int]]) -> tuple[date, date]:
         """[first, last] widened to hold every span that touches it (touching counts)."""
@@ -263,7 +282,10 @@ class Analyser:
         lines += outage_lines(site, result, self.settings.short_outage_s, self.now_ms)
         lines += withdrawn_lines(site, gone)
         lines += pq_lines(site, pq)
-        return self.store.write(lines)
+        written = self.store.write(lines)
+        # After the write: a closed month's issued report is re-checked against these figures.
+        mark_stale(self.registry, site.id, days, self.today)
+        return written
 
     def full_plan(self) -> dict[str, list[tuple[date, date]]]:
         since = day_start_ms(self.horizon, self.settings.tz)
@@ -273,36 +295,74 @@ class Analyser:
         }
 
     def incremental_plan(self, last_pass_ms: int) -> dict[str, list[tuple[date, date]]]:
-        tz = self.settings.tz
         wanted: dict[str, set[date]] = {}
         for site, days in self.registry.dirty_days().items():
             wanted.setdefault(site, set()).update(d for d in days if self.horizon <= d <= self.today)
-        since = day_start_ms(self.horizon, tz)
-        # Days that were still running at the previous pass and have ended since are finished
-        # now. Today itself needs no pass of its own: with no new data (which marks it dirty)
-        # only its elapsed time grows, and reports count that as missing from calendar_min.
-        in_progress = days_between(
-            min(local_day(last_pass_ms, tz), self.today), self.today - timedelta(days=1)
-        )
-        with_rows = set()
-        for df in self.store.query(
-            "SELECT last(monitored_min) FROM vq_daily"
-            f" WHERE phase = 'all' AND time >= {since}ms GROUP BY site"
-        ):
-            with_rows.add(df.attrs["tags"]["site"])
-            wanted.setdefault(df.attrs["tags"]["site"], set()).update(in_progress)
+        in_progress = self.ended_since(last_pass_ms)
+        with_rows = self.sites_with_rows()
+        for site in with_rows:
+            wanted.setdefault(site, set()).update(in_progress)
         # A site seen for the first time gets every day from its first data on, as a full pass
         # gives it: the days it was silent in between have rows too (all missing).
         for site, days in wanted.items():
             if site not in with_rows and days:
                 days.update(days_between(min(days), self.today))
-        for df in self.store.query(
-            f'SELECT start_ms FROM outage WHERE "open" = true AND "valid" = true AND time >= {since}ms'
-            " GROUP BY site"
-        ):
-            first_open = local_day(int(df["start_ms"].min()), tz)
-            wanted.setdefault(df.attrs["tags"]["site"], set()).update(days_between(first_open, self.today))
+        for site, first_open in self.open_outage_days().items():
+            wanted.setdefault(site, set()).update(days_between(first_open, self.today))
         return {site: runs(sorted(days)) for site, days in wanted.items() if days}
+
+    def ended_since(self, last_pass_ms: int) -> list[date]:
+        """Days that were still running at the previous pass and have ended since: finished now.
+
+        Today itself needs no pass of its own: with no new data (which marks it dirty) only
+        its elapsed time grows, and reports count that as missing from calendar_min.
+        """
+        tz = self.settings.tz
+        return days_between(min(local_day(last_pass_ms, tz), self.today), self.today - timedelta(days=1))
+
+    def sites_with_rows(self) -> set[str]:
+        """Sites with a roll-up in the look-back window; any other site is new to the worker."""
+        since = day_start_ms(self.horizon, self.settings.tz)
+        return {
+            df.attrs["tags"]["site"]
+            for df in self.store.query(
+                "SELECT last(monitored_min) FROM vq_daily"
+                f" WHERE phase = 'all' AND time >= {since}ms GROUP BY site"
+            )
+        }
+
+    def open_outage_days(self) -> dict[str, date]:
+        """Each site with an open outage, and the local day its first open outage began:
+        from that day to today is recomputed by every pass, as the outage grows."""
+        since = day_start_ms(self.horizon, self.settings.tz)
+        return {
+            df.attrs["tags"]["site"]: local_day(int(df["start_ms"].min()), self.settings.tz)
+            for df in self.store.query(
+                f'SELECT start_ms FROM outage WHERE "open" = true AND "valid" = true AND time >= {since}ms'
+                " GROUP BY site"
+            )
+        }
+
+    def catch_up_spans(self, last_pass_ms: int) -> dict[str, tuple[date, date]]:
+        """What an incremental pass recomputes besides the dirty marks (days ended since the
+        previous plan, open outages), as one span of days per site, for the claims to share."""
+        spans: dict[str, tuple[date, date]] = {}
+        ended = self.ended_since(last_pass_ms)
+        if ended:
+            spans = dict.fromkeys(self.sites_with_rows(), (ended[0], ended[-1]))
+        for site, first_open in self.open_outage_days().items():
+            old = spans.get(site)
+            spans[site] = (min(first_open, old[0]), self.today) if old else (first_open, self.today)
+        return self.clipped(spans)
+
+    def clipped(self, spans: dict[str, tuple[date, date]]) -> dict[str, tuple[date, date]]:
+        """Spans cut to the look-back window; those outside it dropped."""
+        out = {}
+        for site, (first, last) in spans.items():
+            first, last = max(first, self.horizon), min(last, self.today)
+            if first <= last:
+                out[site] = (first, last)
+        return out
 
 
 def run_once(
@@ -312,7 +372,13 @@ def run_once(
     now_ms: int | None = None,
     full: bool = False,
 ) -> PassResult:
-    """One analysis pass: everything on the first run or with ``full``, else what changed."""
+    """One analysis pass: everything on the first run or with ``full``, else what changed.
+
+    With the registry on PostgreSQL the pass takes its work by claiming sites
+    (:func:`run_claimed`), so that any number of workers share it.
+    """
+    if registry.shares_work:
+        return run_claimed(settings, store, registry, now_ms=now_ms, full=full)
     began = time.monotonic()
     pass_started_ms = int(time.time() * 1000)
     now_ms = pass_started_ms if now_ms is None else now_ms
@@ -352,9 +418,147 @@ def run_once(
     return outcome
 
 
+def this_worker() -> str:
+    """This process's worker id in the claims (one per process, also after a fork)."""
+    return _worker_ids.setdefault(os.getpid(), worker_id())
+
+
+def run_claimed(
+    settings: Settings,
+    store: InfluxStore,
+    registry: Registry,
+    now_ms: int | None = None,
+    full: bool = False,
+    worker: str | None = None,
+) -> PassResult:
+    """One pass of one of several workers sharing the registry on PostgreSQL (core.claims).
+
+    The fleet-wide part of the plan (the first or a ``--full`` pass; days ended since the
+    previous plan; open outages) is queued as spans by whichever worker holds the planning
+    lock; then every worker claims queued sites in batches until none queued before this pass
+    is left, and computes each claimed site alone: its dirty days and span, grown as in a
+    single worker's pass. The site's planned windows and stored outages are read when it is
+    claimed, not at the pass start, since another worker may have written it in between.
+    """
+    began = time.monotonic()
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    worker = worker or this_worker()
+    queue = WorkQueue(registry, worker, settings.worker_claim_lease_s)
+    analyser = Analyser(settings, store, registry, now_ms)
+    analyser._stored = {}  # read per site when claimed (Analyser.refresh), never for the whole fleet
+    planned_full = False
+    with queue.planning(wait=full) as planning:
+        if planning:
+            last_pass = registry.get_state(LAST_PASS_KEY)
+            planned_full = full or last_pass is None
+            if planned_full:
+                spans = {site: ranges[0] for site, ranges in analyser.full_plan().items()}
+            else:
+                spans = analyser.catch_up_spans(int(last_pass or 0))
+            queue.adopt_unqueued_marks()
+            queue.queue_spans(spans)
+            registry.set_state(LAST_PASS_KEY, str(now_ms))
+    queued_before = queue.now_ms()
+    sites = {s.id: s for s in registry.sites()}
+    with_rows: set[str] | None = None
+    n_sites = n_days = n_points = 0
+    held: list[Claim] = []
+    try:
+        while True:
+            if not held:
+                held = queue.claim(CLAIM_BATCH, queued_before)
+                if not held:
+                    break
+            claim = held.pop(0)
+            marks = queue.marks(claim.site_id)
+            days = {m.day for m in marks if analyser.horizon <= m.day <= analyser.today}
+            if claim.span is not None:
+                first, last = analyser.clipped({claim.site_id: claim.span}).get(claim.site_id, (None, None))
+                if first is not None and last is not None:
+                    days.update(days_between(first, last))
+            site = sites.get(claim.site_id)
+            if site is not None and days:
+                if with_rows is None:
+                    with_rows = analyser.sites_with_rows()
+                if site.id not in with_rows:  # new to the worker: every day from its first data on
+                    days.update(days_between(min(days), analyser.today))
+                started = time.monotonic()
+                computed_days, points = _compute_site(analyser, site, sorted(days), worker)
+                n_points += points
+                n_days += computed_days
+                n_sites += 1
+                took = time.monotonic() - started
+                if took > settings.worker_claim_lease_s / 2:
+                    log.warning(
+                        "site %s took %.0fs to compute, more than half of PQMON_WORKER_CLAIM_LEASE_S=%g:"
+                        " raise it, or another worker may take the site over while it is computed",
+                        site.id,
+                        took,
+                        settings.worker_claim_lease_s,
+                    )
+            if not queue.finish(claim, marks):
+                log.warning(
+                    "site %s: the claim ran out (PQMON_WORKER_CLAIM_LEASE_S=%g) and another worker took it;"
+                    " it computes the site again",
+                    claim.site_id,
+                    settings.worker_claim_lease_s,
+                )
+            if held:
+                still = queue.renew([c.site_id for c in held])
+                held = [c for c in held if c.site_id in still]
+    finally:
+        if held:  # stopped or failed: what this worker will not compute goes back at once
+            queue.release([c.site_id for c in held])
+    outcome = PassResult(n_sites, n_days, n_points, time.monotonic() - began, planned_full)
+    log.info(
+        "analysis pass (%s, worker %s): %d sites, %d site-days, %d points written in %.1fs",
+        "full" if planned_full else "incremental",
+        worker,
+        outcome.sites,
+        outcome.days,
+        outcome.points,
+        outcome.seconds,
+    )
+    return outcome
+
+
+def _compute_site(analyser: Analyser, site: Site, days: list[date], worker: str) -> tuple[int, int]:
+    """Compute a claimed site's days, window by window; (site-days computed, points written).
+
+    Each window's compute interval is logged at debug level (site, days, worker, start and
+    end in epoch ms): the multi-worker test reads them to show that no two workers ever
+    computed the same site-day at the same time.
+    """
+    analyser.refresh(site.id)
+    done: set[date] = set()
+    n_days = n_points = 0
+    for first, last in runs(days):
+        if set(days_between(first, last)) <= done:
+            continue  # an earlier window of this site grew over this one
+        start_ms = int(time.time() * 1000)
+        computed = analyser.compute(site, first, last)
+        if computed is None:
+            continue
+        window, result, pq = computed
+        n_points += analyser.write(site, window, result, pq)
+        n_days += len(window)
+        done.update(window)
+        log.debug(
+            "computed site=%s days=%s..%s worker=%s start_ms=%d end_ms=%d",
+            site.id,
+            window[0],
+            window[-1],
+            worker,
+            start_ms,
+            int(time.time() * 1000),
+        )
+    return n_days, n_points
+
+
 def run_forever(settings: Settings, stop: threading.Event) -> None:
     store = InfluxStore.from_settings(settings)
     registry = Registry(settings.registry_url)
+    Archiver(settings).start(stop)  # monthly reports, in their own thread and processes
     try:
         while not stop.is_set():
             try:

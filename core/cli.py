@@ -346,6 +346,58 @@ def _notice_counts(states: dict[str, int], contacts: int) -> str:
     return f"notices: {', '.join(parts)}{late} to {contacts} contact(s)"
 
 
+def cmd_reports_archive(args: argparse.Namespace, settings: Settings) -> int:
+    """What the worker does after a month ends, by hand: version 1 of every account's report of
+    the month, then a new version of any closed month whose figures late data changed."""
+    from core.registry import Registry
+    from reports.archive import archive_month, reissue_stale
+    from reports.monthly import month_days, previous_month
+
+    today = datetime.now(settings.zone).date()
+    month = args.month or previous_month(today)
+    if month_days(month)[1] >= today:
+        raise PqmonError(f"--month {month} is not over yet; its report is issued after it ends")
+    registry = Registry(settings.registry_url)
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % max(1, total // 20) == 0:
+            print(f"  {done}/{total} accounts", file=sys.stderr)
+
+    try:
+        counts = archive_month(settings, registry, month, today, workers=args.workers, progress=progress)
+        late = reissue_stale(settings, registry, today, workers=args.workers)
+    finally:
+        registry.close()
+    print(
+        f"{month}: {counts['issued']} issued, {counts['unchanged']} without data, {counts['failed']} failed;"
+        f" late data: {late['reissued']} new versions, {late['unchanged']} unchanged;"
+        f" files in {settings.report_dir}"
+    )
+    return 1 if counts["failed"] or late["failed"] else 0
+
+
+def cmd_reports_list(args: argparse.Namespace, settings: Settings) -> int:
+    from core.registry import Registry
+    from reports.archive import issues
+
+    registry = Registry(settings.registry_url)
+    try:
+        registry.site(args.site)  # an unknown account says so instead of listing nothing
+        found = issues(registry, [args.site], args.month)
+    finally:
+        registry.close()
+    if not found:
+        print(f"no report of {args.site} issued yet" + (f" for {args.month}" if args.month else ""))
+    for i in found:
+        issued = datetime.fromtimestamp(i.issued_ms / 1000, settings.zone).strftime("%Y-%m-%d %H:%M")
+        changed = ", ".join(c["figure"] for c in i.changes)
+        print(
+            f"{i.month}  v{i.version}  {i.report_no}  issued {issued}  {i.path.parent}"
+            + (f"  changed: {changed}" if changed else "")
+        )
+    return 0
+
+
 def cmd_planned_add(args: argparse.Namespace, settings: Settings) -> int:
     start, end = _local_time(args.start, settings.tz), _local_time(args.end, settings.tz)
     book = _notice_book(settings)
@@ -646,6 +698,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="write to FILE instead of stdout; with csv also FILE's sibling tables (README, Reports)",
     )
     p.set_defaults(func=cmd_report)
+
+    rp = sub.add_parser("reports", help="issued monthly reports").add_subparsers(dest="sub", required=True)
+    p = rp.add_parser(
+        "archive",
+        help="issue every account's report of a closed month (default: the previous), and a new version"
+        " of any closed month whose figures late data changed (the worker does this on its own)",
+    )
+    p.add_argument("--month", metavar="YYYY-MM")
+    p.add_argument("--workers", type=int, help="rendering processes (default: PQMON_REPORT_WORKERS)")
+    p.set_defaults(func=cmd_reports_archive)
+    p = rp.add_parser("list", help="the issued versions of an account's reports")
+    p.add_argument("site")
+    p.add_argument("--month", metavar="YYYY-MM")
+    p.set_defaults(func=cmd_reports_list)
 
     pl = sub.add_parser("planned", help="planned outages").add_subparsers(dest="sub", required=True)
     p = pl.add_parser("add", help="register a planned-outage window (a feeder's applies to its accounts)")

@@ -38,7 +38,6 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy import insert as insert_into
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -50,6 +49,7 @@ from core.settings import LANGS
 log = logging.getLogger(__name__)
 
 SITES_VERSION_KEY = "registry.sites_version"  # changes with every change of sites or meters
+MARK_CHUNK = 5000  # dirty marks per SQLite statement: 3 bound values each, under its limit of 32,766
 
 ROLES = ("admin", "manager", "operator", "customer")
 SITE_KINDS = ("account", "feeder")
@@ -165,6 +165,30 @@ class DirtyDayRow(Base):
     site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     marked_ms: Mapped[int] = mapped_column(BigInteger)
+    # PostgreSQL: a random number new with every mark, so that a worker removes only the marks
+    # it computed; one made again meanwhile (new data) has another and stays for the next claim.
+    token: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class DirtySiteRow(Base):
+    """PostgreSQL only: a site with work for the workers, and which worker has claimed it till when.
+
+    The unit of work several workers share (core.claims): one row per site with dirty days
+    (``dirty_day``) or a span of days to recompute (the first pass, days that ended since the
+    previous plan, open outages). ``gen`` grows with every mark or span, so a worker that
+    finishes the site deletes the row only if nothing came in while it computed.
+    """
+
+    __tablename__ = "dirty_site"
+    __table_args__ = (Index("ix_dirty_site_queue", "queued_ms", "site_id"),)
+    site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    gen: Mapped[int] = mapped_column(BigInteger)
+    queued_ms: Mapped[int] = mapped_column(BigInteger)  # database clock; the oldest are claimed first
+    span_from: Mapped[date | None] = mapped_column(Date, nullable=True)
+    span_to: Mapped[date | None] = mapped_column(Date, nullable=True)
+    span_token: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    claimed_until_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # database clock
 
 
 class WorkerStateRow(Base):
@@ -384,6 +408,7 @@ class Registry:
         import analysis.alerts.state  # noqa: F401  (its tables live in this database too)
         import analysis.alerts.subscriptions  # noqa: F401
         import core.accounts  # noqa: F401  (sessions, API tokens, audit log)
+        import reports.archive  # noqa: F401  (issued monthly reports)
 
         Base.metadata.create_all(self.engine)
         _add_missing_columns(self.engine)
@@ -725,25 +750,37 @@ class Registry:
             }
         )
 
+    @property
+    def shares_work(self) -> bool:
+        """True on PostgreSQL: any number of workers share the dirty marks by claiming sites
+        (core.claims). SQLite has one worker, which takes every mark in each pass."""
+        return self.engine.dialect.name == "postgresql"
+
     def mark_dirty(self, pairs: Iterable[tuple[str, date]]) -> None:
         """Note that raw data of these (site, local day) pairs changed; the worker recomputes them.
 
-        One Core statement per call: the collector calls this once per write pass.
+        One transaction per call (the collector calls this once per write pass): on PostgreSQL
+        two statements whatever the number of pairs (arrays, so 50,000 sites cost one round trip
+        each), on SQLite statements of at most MARK_CHUNK rows (its bound-variable limit).
         """
         now_ms = int(time.time() * 1000)
-        rows = [{"site_id": s, "day": d, "marked_ms": now_ms} for s, d in set(pairs)]
+        rows = [{"site_id": s, "day": d, "marked_ms": now_ms} for s, d in sorted(set(pairs))]
         if not rows:
             return
         dialect = self.engine.dialect.name
         with self.engine.begin() as conn:
-            if dialect in ("sqlite", "postgresql"):
-                insert: Any = {"sqlite": sqlite_insert, "postgresql": pg_insert}[dialect]
-                stmt = insert(DirtyDayRow).values(rows)
-                conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=["site_id", "day"], set_={"marked_ms": stmt.excluded.marked_ms}
+            if dialect == "postgresql":
+                from core.claims import mark_sites_and_days
+
+                mark_sites_and_days(conn, rows, now_ms)
+            elif dialect == "sqlite":
+                for i in range(0, len(rows), MARK_CHUNK):
+                    stmt = sqlite_insert(DirtyDayRow).values(rows[i : i + MARK_CHUNK])
+                    conn.execute(
+                        stmt.on_conflict_do_update(
+                            index_elements=["site_id", "day"], set_={"marked_ms": stmt.excluded.marked_ms}
+                        )
                     )
-                )
             else:  # any other database: delete, then insert
                 for row in rows:
                     conn.execute(
