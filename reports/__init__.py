@@ -1,0 +1,1 @@
+"""Monthly supply-quality reports: PDF and CSV, archived with versions."""
