@@ -152,9 +152,9 @@ def _take_page_callbacks(app: dash.Dash) -> None:
 
 def extra_blueprints() -> list[Any]:
     """Blueprints of the routes beside the pages (downloads, the API); each declares its rules."""
-    from dashboard import api
+    from dashboard import api, report_files
 
-    return [api.bp]
+    return [api.bp, report_files.bp]
 
 
 def main(settings: Settings) -> None:

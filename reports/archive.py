@@ -229,19 +229,21 @@ def take_lease(registry: Registry, holder: str, now_ms: int, name: str = "archiv
 
 # -- issuing one report ---------------------------------------------------------------------------
 @dataclass
-class _Context:
+class IssueContext:
+    """The connections one issuing process uses."""
+
     settings: Settings
     store: Any
     registry: Registry
 
 
-_context: _Context | None = None
+_context: IssueContext | None = None
 
 
-def _open(settings: Settings) -> _Context:
+def _open(settings: Settings) -> IssueContext:
     from core.store import InfluxStore
 
-    return _Context(settings, InfluxStore.from_settings(settings), Registry(settings.registry_url))
+    return IssueContext(settings, InfluxStore.from_settings(settings), Registry(settings.registry_url))
 
 
 def _init_process(settings: Settings, nice: int) -> None:
@@ -255,7 +257,7 @@ def _init_process(settings: Settings, nice: int) -> None:
     _context = _open(settings)
 
 
-def issue(ctx: _Context, site_id: str, month: str, today: date) -> Issue | None:
+def issue(ctx: IssueContext, site_id: str, month: str, today: date) -> Issue | None:
     """Issue the next version of a site's month if its figures differ from the latest (or none
     exists yet); None when nothing changed, or when the site has no monitored day in the month."""
     from analysis.report import site_report

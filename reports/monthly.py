@@ -79,4 +79,5 @@ def document(
         voltage_class_kv=site.voltage_class_kv,
         changes=changes,
         short_outage_s=settings.short_outage_s,
+        vqr_target_pct=settings.last_mile_target_vqr_pct,
     )

@@ -85,6 +85,7 @@ class ReportDoc:
     voltage_class_kv: float | None = None
     changes: Sequence[dict[str, Any]] = field(default_factory=list)  # figure, old, new (version >= 2)
     short_outage_s: float = 180.0  # PQMON_SHORT_OUTAGE_S, as the figures were computed
+    vqr_target_pct: float | None = None  # drawn on the daily chart
 
 
 @functools.cache
@@ -455,7 +456,7 @@ def render(doc: ReportDoc) -> bytes:
 
     daily = report.get("daily") or []
     story.append(Paragraph(_("Charts"), styles.h2))
-    story.append(_image(charts.daily_vqr_png(daily, None, _)))
+    story.append(_image(charts.daily_vqr_png(daily, doc.vqr_target_pct, _)))
     story.append(_image(charts.envelope_png(daily, report.get("phases") or {}, _)))
     story.append(
         _image(charts.outage_timeline_png(report.get("outage_list") or [], *_period_bounds(report), _))

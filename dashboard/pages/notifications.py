@@ -25,6 +25,7 @@ from analysis.alerts.subscriptions import (
     unsubscribe,
 )
 from core.errors import PqmonError
+from core.registry import ROLES
 from dashboard import authz
 from dashboard.context import get_context
 from dashboard.i18n import N_, _
@@ -69,7 +70,7 @@ def rows(user: str) -> list[dict[str, Any]]:
     ]
 
 
-@authz.page_layout(authz.WORKSPACE)
+@authz.page_layout(ROLES)
 def layout(access: authz.Access, **_query: str) -> html.Div:
     return html.Div(
         [
@@ -190,7 +191,7 @@ def _refused() -> tuple[Any, Any]:
     State("notif-quiet-from", "value"),
     State("notif-quiet-to", "value"),
     State("notif-remove-id", "value"),
-    roles=authz.WORKSPACE,
+    roles=ROLES,
     prevent_initial_call=True,
     denied=_refused,
 )

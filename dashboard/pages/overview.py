@@ -29,7 +29,7 @@ from analysis.period import MonitoredPeriod, commissioning, monitored_period
 from core.errors import PqmonError
 from core.registry import ROLES, Registry, Site
 from core.store import InfluxStore
-from dashboard import authz, fleet_view
+from dashboard import authz, fleet_view, portal
 from dashboard.context import get_context
 from dashboard.fleet_data import fleet_sums, read_from
 from dashboard.fleet_view import RelSums, View, VqSums
@@ -251,6 +251,8 @@ def _options(values: list[str], suffix: str = "") -> list[dict[str, str]]:
 
 @authz.page_layout(ROLES)
 def layout(access: authz.Access, **_query: str) -> html.Div:
+    if access.role == "customer":  # a customer lands on their own accounts, in plain words
+        return portal.layout(access)
     ctx = get_context()
     tz = ctx.settings.tz
     opts = fleet_view.filter_options(access.sites())

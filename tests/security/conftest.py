@@ -20,7 +20,17 @@ from core.settings import load_settings
 from core.store import InfluxStore
 from dashboard.app import create_app
 from dashboard.periods import today
-from tests.browser.support import PASSWORD, TZ, Dashboard, reading_lines, registry_rows, rollup_lines
+from reports.archive import IssueContext, issue
+from reports.monthly import month_of
+from tests.browser.support import (
+    ACCOUNTS,
+    PASSWORD,
+    TZ,
+    Dashboard,
+    reading_lines,
+    registry_rows,
+    rollup_lines,
+)
 from tests.conftest import fresh_database
 
 USERS = {
@@ -68,6 +78,9 @@ def site(
     store.ensure_database()
     data_day = today(TZ) - timedelta(days=2)
     store.write(rollup_lines(data_day) + reading_lines(data_day))
+    # Version 1 of each account's report of that month, as the archiver issues it.
+    for site_id in ACCOUNTS:
+        assert issue(IssueContext(settings, store, registry), site_id, month_of(data_day), today(TZ))
     app = create_app(settings, registry=registry, store=store)
     server: BaseWSGIServer = make_server("127.0.0.1", free_port(), app.server, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="dashboard", daemon=True)

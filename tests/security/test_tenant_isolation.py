@@ -8,14 +8,18 @@ administrator must show B, so the test cannot pass by showing nothing to anyone.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import re
+import subprocess
+import zipfile
 from collections.abc import Iterator
 from typing import Any
 
 import dash
 import pytest
+import requests
 from flask import Blueprint
 
 from core.errors import ConfigError
@@ -110,12 +114,35 @@ def call_everything(site: Dashboard, name: str) -> dict[str, str]:
             seen[f"callback {spec['output']} #{k}"] = r.text
         assert n < 500
     for rule in site_rules(site):
-        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", B, rule)
+        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", lambda m: path_value(m.group(1), site), rule)
         for query in ("", f"?site={B}&site_id={B}&feeder={B}&from={day_from}&to={day_to}&id={B}"):
             r = http.get(site.url + path + query, timeout=WAIT_S, allow_redirects=True)
             assert r.status_code < 500, (path, r.status_code)
-            seen[f"GET {path}{query}"] = r.text
+            seen[f"GET {path}{query}"] = readable(r)
     return seen
+
+
+def path_value(slot: str, site: Dashboard) -> str:
+    """B in every path slot that names something; a real month, version and language elsewhere,
+    so a download route is reached with a request that would succeed for B's own users."""
+    return {"month": f"{site.data_day:%Y-%m}", "version": "1", "lang": "en"}.get(slot, B)
+
+
+def readable(r: requests.Response) -> str:
+    """What a user got, as text: a PDF (or the PDFs of a zip) through pdftotext, so an account's
+    name in a downloaded report counts as seen like one on a page."""
+    kind = r.headers.get("Content-Type", "")
+    if r.status_code != 200 or not kind.startswith(("application/pdf", "application/zip")):
+        return r.text
+    if kind.startswith("application/zip"):
+        with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+            return "\n".join(name + "\n" + pdf_text(zf.read(name)) for name in zf.namelist())
+    return pdf_text(r.content)
+
+
+def pdf_text(data: bytes) -> str:
+    done = subprocess.run(["pdftotext", "-", "-"], input=data, capture_output=True, check=True)
+    return done.stdout.decode("utf-8")
 
 
 def site_rules(site: Dashboard) -> list[str]:
@@ -125,7 +152,8 @@ def site_rules(site: Dashboard) -> list[str]:
         if "GET" in (rule.methods or ()) and not rule.rule.startswith(("/_dash-component-suites", "/assets")):
             rules.append(rule.rule)
     assert "/account/<site_id>" not in rules  # pages are served through the catch-all
-    return sorted(set(rules))
+    # /logout last: it ends the session, and every route after it would answer the login page.
+    return sorted(set(rules), key=lambda r: (r == "/logout", r))
 
 
 _APP_RULES: list[Any] = []
@@ -154,6 +182,9 @@ def test_the_same_calls_show_b_to_an_administrator(site: Dashboard) -> None:
     seen = call_everything(site, "admin1")
     showing = [where for where, text in seen.items() if B_NAME in text or B_VQR in text]
     assert any(w.startswith("callback") for w in showing), "no callback showed B to an administrator"
+    downloads = [w for w in showing if w.startswith(f"GET /reports/{B}/")]
+    assert len(downloads) >= 4, f"B's reports did not download for an administrator: {showing}"
+    assert any(w.startswith("GET /reports/month/") for w in showing), "the month's zip lacks B"
 
 
 def test_an_undeclared_callback_stops_the_app(site: Dashboard) -> None:
