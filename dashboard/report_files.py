@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import zipfile
 from datetime import date, datetime
 from pathlib import Path
@@ -25,11 +24,10 @@ from core.settings import LANGS
 from dashboard import authz
 from dashboard.context import get_context
 from reports.archive import Issue, issue_of, issues
-from reports.monthly import document, month_days
+from reports.monthly import MONTH_FORMAT, document, month_days
 from reports.pdf import render, render_to
 
 bp = Blueprint("pqmon_reports", __name__, url_prefix="/reports")
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 def _access() -> authz.Access:
@@ -47,7 +45,7 @@ def _site(access: authz.Access, site_id: str) -> Site:
 
 
 def _month(month: str) -> str:
-    if not MONTH.match(month):
+    if not MONTH_FORMAT.match(month):
         abort(404)
     return month
 

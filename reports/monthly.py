@@ -7,6 +7,7 @@ paper needs around them.
 from __future__ import annotations
 
 import calendar
+import re
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
@@ -16,6 +17,8 @@ from core.registry import Registry
 from core.settings import Settings
 from reports.pdf import ReportDoc
 from reports.texts import gettext_for
+
+MONTH_FORMAT = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 def month_days(month: str) -> tuple[date, date]:

@@ -78,9 +78,20 @@ def test_a_manager_manages_their_own_subscriptions_only(site: Dashboard) -> None
     assert gone["notif-grid"]["rowData"] == [] and subscriptions(site.registry, "mgrA") == []
 
 
-def test_customers_have_no_notifications_page(site: Dashboard) -> None:
+def test_customers_choose_their_notices_for_their_own_accounts_only(site: Dashboard) -> None:
+    """A customer's notification preferences (the portal links here): their own account only."""
     http, _ = requests_login(site.url, "custA", PASSWORD)
     http.get(site.url + "/_dash-layout", timeout=WAIT_S)
-    response = press(site, http, "notif-add", channel="email", to="c@example.cn", severity="major")
-    assert "Not found or not permitted." in str(response)
+    refused = press(
+        site, http, "notif-add", channel="email", to="c@example.cn", severity="major", sites=["A002"]
+    )
+    assert "Not found or not permitted." in str(refused)
     assert subscriptions(site.registry, "custA") == []
+    press(
+        site, http, "notif-add", channel="email", to="c@example.cn", severity="major", sites=["A001"],
+        **{"quiet-from": "22:00", "quiet-to": "07:00"},
+    )  # fmt: skip
+    [mine] = subscriptions(site.registry, "custA")
+    assert mine.sites == frozenset({"A001"}) and mine.quiet == "22:00-07:00"
+    removed = press(site, http, "notif-remove", **{"remove-id": mine.id})
+    assert removed["notif-grid"]["rowData"] == [] and subscriptions(site.registry, "custA") == []
