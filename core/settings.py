@@ -75,6 +75,13 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("PQMON_LOG_FORMAT", "text", "text, or json for one JSON object per log line"),
     ("PQMON_WORKER_INTERVAL_S", "60", "worker: seconds between analysis passes"),
     ("PQMON_LOOKBACK_DAYS", "90", "worker: how far back late data is taken into account"),
+    (
+        "PQMON_WORKER_CLAIM_LEASE_S",
+        "60",
+        "worker, registry on PostgreSQL: a worker holds the sites it claimed this long past its last"
+        " renewal; a worker killed meanwhile leaves them to the others after it (keep it well above one"
+        " site's computation)",
+    ),
     ("PQMON_OUTAGE_AS_UNDER", "false", "count outage minutes as under-limit instead of excluding them"),
     ("PQMON_SHORT_OUTAGE_S", "180", "short interruption threshold (180 s DL/T 836, 300 s IEEE 1366)"),
     (
@@ -160,6 +167,7 @@ class Settings:
     flush_interval_s: float
     worker_interval_s: float
     lookback_days: int
+    worker_claim_lease_s: float
     outage_as_under: bool
     short_outage_s: float
     alerts_file: str
@@ -291,6 +299,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         flush_interval_s=float(_number("PQMON_FLUSH_INTERVAL_S", merged["PQMON_FLUSH_INTERVAL_S"], float)),
         worker_interval_s=float(_number("PQMON_WORKER_INTERVAL_S", merged["PQMON_WORKER_INTERVAL_S"], float)),
         lookback_days=int(_number("PQMON_LOOKBACK_DAYS", merged["PQMON_LOOKBACK_DAYS"], int)),
+        worker_claim_lease_s=float(
+            _number("PQMON_WORKER_CLAIM_LEASE_S", merged["PQMON_WORKER_CLAIM_LEASE_S"], float)
+        ),
         outage_as_under=_flag("PQMON_OUTAGE_AS_UNDER", merged["PQMON_OUTAGE_AS_UNDER"]),
         short_outage_s=float(_number("PQMON_SHORT_OUTAGE_S", merged["PQMON_SHORT_OUTAGE_S"], float)),
         alerts_file=merged["PQMON_ALERTS_FILE"],

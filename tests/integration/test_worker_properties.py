@@ -12,6 +12,9 @@ a full recomputation from scratch gives, and that must equal analysis.rollup.rol
 the data at once. The clock is fixed (NOW_MS, 2026-03-10 12:00 +08:00); with ``clock=True`` the
 passes run at their own times before it, the last one at NOW_MS.
 
+With the registry on PostgreSQL the passes take their work by claiming sites (core.claims):
+the same property holds, on fewer examples (PQMON_PROPERTY_EXAMPLES_PG, default 15).
+
 The scenario, its batches and the differences are in the failure message (see
 tests/integration/worker_scenarios.py).
 """
@@ -27,7 +30,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
-from core.servers import LocalInflux
+from core.servers import LocalInflux, LocalPostgres
+from tests.conftest import fresh_database
 from tests.integration.worker_scenarios import (
     LATENESS_MS,
     Account,
@@ -46,6 +50,7 @@ pytestmark = pytest.mark.integration
 # PQMON_PROPERTY_EXAMPLES=500: explore more, from a random seed (--hypothesis-seed=N to repeat);
 # by default the same 60 examples every run.
 EXAMPLES = int(os.environ.get("PQMON_PROPERTY_EXAMPLES", "0"))
+EXAMPLES_PG = int(os.environ.get("PQMON_PROPERTY_EXAMPLES_PG", "15"))  # the claims' path, same property
 MINUTES_PER_DAY = 1440
 SECONDS_PER_DAY = 86_400
 rare = st.sampled_from([False, False, False, True])
@@ -148,9 +153,13 @@ def scenarios(draw: st.DrawFn, max_accounts: int = 3) -> Scenario:
     )
 
 
-def run_scenario(influx: LocalInflux, sc: Scenario, explain: bool = False) -> None:
+def run_scenario(
+    influx: LocalInflux, sc: Scenario, explain: bool = False, postgres: LocalPostgres | None = None
+) -> None:
+    """Play and check ``sc`` on a fresh database and registry (SQLite, or on ``postgres`` if given)."""
     with tempfile.TemporaryDirectory(prefix="pqmon-wprop-") as tmp:
-        h = Harness(influx.url, Path(tmp), sc.accounts)
+        pg_name, registry_url = fresh_database(postgres, "wprop") if postgres is not None else (None, None)
+        h = Harness(influx.url, Path(tmp), sc.accounts, registry_url)
         try:
             play(h, sc)
             check(h, sc)
@@ -160,6 +169,8 @@ def run_scenario(influx: LocalInflux, sc: Scenario, explain: bool = False) -> No
             raise
         finally:
             h.close()
+            if postgres is not None and pg_name is not None:
+                postgres.drop_database(pg_name)
 
 
 @pytest.mark.timeout(600)  # a failure's shrinking runs up to Hypothesis's 300 s on top
@@ -182,7 +193,32 @@ def test_incremental_passes_equal_full_recomputation(influx: LocalInflux, sc: Sc
     run_scenario(influx, sc)
 
 
-def test_late_power_on_and_a_later_outage_on_time(influx: LocalInflux) -> None:
+@pytest.mark.timeout(600)
+@settings(
+    max_examples=EXAMPLES_PG,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
+@given(sc=scenarios())
+def test_incremental_passes_equal_full_recomputation_on_postgresql(
+    influx: LocalInflux, postgres: LocalPostgres, sc: Scenario
+) -> None:
+    """The same property when the passes claim their sites from the registry on PostgreSQL."""
+    note(describe(sc))
+    run_scenario(influx, sc, postgres=postgres)
+
+
+@pytest.mark.parametrize("registry", ["sqlite", "postgresql"])
+def test_late_power_on_and_a_later_outage_on_time(
+    influx: LocalInflux, registry: str, request: pytest.FixtureRequest
+) -> None:
     """A power_off at 23:30 on day 1 whose power_on arrives only in a later batch, and a
     separate 40-minute outage on day 3 whose records arrive on time: the incremental result
     must be what a full recomputation gives (day 3: one 40-minute outage)."""
@@ -200,7 +236,12 @@ def test_late_power_on_and_a_later_outage_on_time(influx: LocalInflux) -> None:
     # Everything else arrives a minute after it happened. Pass 1 (full) runs just after the
     # last day, pass 2 (incremental) after the late power_on alone, then one more.
     sc = Scenario(3, (acc,), pass_min=(3 * MINUTES_PER_DAY + 5,))
-    run_scenario(influx, sc, explain=True)
+    run_scenario(influx, sc, explain=True, postgres=_postgres_if(registry, request))
+
+
+def _postgres_if(registry: str, request: pytest.FixtureRequest) -> LocalPostgres | None:
+    """The session's PostgreSQL server when the registry is to be on it (started only then)."""
+    return request.getfixturevalue("postgres") if registry == "postgresql" else None
 
 
 # Failures Hypothesis found (minimal examples), kept as fixed cases.
@@ -230,6 +271,9 @@ FOUND = {
 }
 
 
+@pytest.mark.parametrize("registry", ["sqlite", "postgresql"])
 @pytest.mark.parametrize("sc", FOUND.values(), ids=FOUND.keys())
-def test_cases_hypothesis_found(influx: LocalInflux, sc: Scenario) -> None:
-    run_scenario(influx, sc, explain=True)
+def test_cases_hypothesis_found(
+    influx: LocalInflux, sc: Scenario, registry: str, request: pytest.FixtureRequest
+) -> None:
+    run_scenario(influx, sc, explain=True, postgres=_postgres_if(registry, request))

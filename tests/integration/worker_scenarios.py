@@ -363,12 +363,15 @@ def registry_row(acc: Account) -> dict[str, str]:
 class Harness:
     """A fresh database and registry; delivers items as the collector would and runs passes."""
 
-    def __init__(self, influx_url: str, workdir: Path, accounts: Sequence[Account]) -> None:
+    def __init__(
+        self, influx_url: str, workdir: Path, accounts: Sequence[Account], registry_url: str | None = None
+    ) -> None:
+        """``registry_url``: an empty registry database (default: a SQLite file in ``workdir``)."""
         db = f"wprop{os.getpid()}_{next(_databases)}"
         env = {
             "PQMON_INFLUX_URL": influx_url,
             "PQMON_INFLUX_DB": db,
-            "PQMON_REGISTRY_URL": f"sqlite:///{workdir / 'registry.db'}",
+            "PQMON_REGISTRY_URL": registry_url or f"sqlite:///{workdir / 'registry.db'}",
             "PQMON_DATA_DIR": str(workdir / "var"),
             "PQMON_TZ": TZ,
             "PQMON_LOOKBACK_DAYS": "30",
