@@ -39,6 +39,8 @@ from sqlalchemy import (
 )
 from sqlalchemy import insert as insert_into
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -401,6 +403,7 @@ class Registry:
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        url = _with_driver(url)
         self.engine = create_engine(url)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -409,7 +412,16 @@ class Registry:
         import core.accounts  # noqa: F401  (sessions, API tokens, audit log)
         import reports.archive  # noqa: F401  (issued monthly reports)
 
-        Base.metadata.create_all(self.engine)
+        try:
+            Base.metadata.create_all(self.engine)
+        except OperationalError as exc:
+            self.engine.dispose()
+            where = make_url(url).render_as_string(hide_password=True)
+            raise RegistryError(
+                f"cannot open the registry database {where}: {str(exc.orig).strip()}; check"
+                " PQMON_REGISTRY_URL (PostgreSQL: postgresql+psycopg://USER:PASSWORD@HOST:5432/DBNAME,"
+                " the database created beforehand) and that the server is up"
+            ) from None
         _add_missing_columns(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         self._sites_cache: dict[str | None, tuple[str, tuple[Site, ...]]] = {}
@@ -810,6 +822,15 @@ class Registry:
     def set_state(self, key: str, value: str) -> None:
         with self._session.begin() as s:
             s.merge(WorkerStateRow(key=key, value=value))
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` mean psycopg 3, the driver pqmon ships with
+    (SQLAlchemy would otherwise look for psycopg2, which is not installed)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
 
 
 @functools.cache

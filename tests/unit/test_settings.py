@@ -93,3 +93,13 @@ def test_report_thresholds_from_the_environment():
 def test_bad_report_thresholds_name_the_variable(env, name):
     with pytest.raises(ConfigError, match=name):
         load_settings(env)
+
+
+def test_an_unreachable_registry_names_the_setting_and_hides_the_password():
+    from core.errors import RegistryError
+    from core.registry import Registry
+
+    # postgresql:// means psycopg 3, the driver pqmon ships with (not psycopg2).
+    with pytest.raises(RegistryError, match="PQMON_REGISTRY_URL") as failure:
+        Registry("postgresql://pqmon:s3cret@127.0.0.1:1/pqmon")
+    assert "s3cret" not in str(failure.value) and "postgresql+psycopg://pqmon:***@" in str(failure.value)
