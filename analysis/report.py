@@ -266,31 +266,46 @@ def voltage_stats(rows: pd.DataFrame, tz: str) -> dict[str, Any]:
 def daily_series(vq: pd.DataFrame, period: MonitoredPeriod, tz: str) -> list[dict[str, Any]]:
     """Each day of the monitored period: its VQR and coverage, and per channel its extremes and mean.
 
-    A day without a roll-up is listed with nulls, so a chart shows a gap, never a zero.
+    A day without a roll-up is listed with nulls, so a chart shows a gap, never a zero. One
+    row per (day, phase) is what the worker writes; should a day hold more, they pool.
     """
     if period.first_day is None or period.last_day is None:
         return []
-    zone = ZoneInfo(tz)
-    by_day: dict[date, pd.DataFrame] = {}
+    days = days_between(period.first_day, period.last_day)
+    out: dict[date, dict[str, Any]] = {
+        d: {"day": d.isoformat(), "vqr_pct": None, "coverage_pct": None, "phases": {}} for d in days
+    }
     if len(vq):
-        days = pd.to_datetime(vq["time"], unit="ms", utc=True).dt.tz_convert(tz).dt.date
-        by_day = {d: g for d, g in vq.groupby(days)}
-    out = []
-    for day in days_between(period.first_day, period.last_day):
-        rows = by_day.get(day)
-        entry: dict[str, Any] = {"day": day.isoformat(), "vqr_pct": None, "coverage_pct": None, "phases": {}}
-        if rows is not None:
-            pooled = rows[rows["phase"] == "all"]
-            if len(pooled):
-                figures = _vq_figures(pooled, _sum(pooled, "calendar_min"))
-                entry["vqr_pct"], entry["coverage_pct"] = figures["vqr_pct"], figures["coverage_pct"]
-            for phase in PHASE_ORDER:
-                mine = rows[rows["phase"] == phase]
-                if len(mine):
-                    stats = _stats_of(mine, zone)
-                    entry["phases"][phase] = {k: stats[k] for k in ("max_v", "min_v", "mean_v")}
-        out.append(entry)
-    return out
+        frame = vq.assign(day=pd.to_datetime(vq["time"], unit="ms", utc=True).dt.tz_convert(tz).dt.date)
+        for col in ("monitored_min", "over_min", "under_min", "calendar_min", "channels"):
+            if col not in frame:
+                frame[col] = 0.0
+        pooled = frame[frame["phase"] == "all"].groupby("day").agg(
+            monitored=("monitored_min", "sum"),
+            bad=("over_min", "sum"),
+            under=("under_min", "sum"),
+            calendar=("calendar_min", "sum"),
+            channels=("channels", "max"),
+        )
+        for day, r in pooled.iterrows():
+            if day in out:
+                bad = float(r["bad"] + r["under"])
+                possible = float(r["calendar"] * (r["channels"] or 1))
+                out[day]["vqr_pct"] = vqr_pct(bad, 0.0, float(r["monitored"]))
+                out[day]["coverage_pct"] = float(r["monitored"]) / possible * 100.0 if possible else None
+        if "v_n" in frame:
+            phases = frame[(frame["phase"] != "all") & (frame["v_n"].fillna(0) > 0)]
+            stats = phases.groupby(["day", "phase"]).agg(
+                max_v=("v_max", "max"), min_v=("v_min", "min"), v_sum=("v_sum", "sum"), v_n=("v_n", "sum")
+            )
+            for (day, phase), r in stats.iterrows():
+                if day in out:
+                    out[day]["phases"][str(phase)] = {
+                        "max_v": float(r["max_v"]),
+                        "min_v": float(r["min_v"]),
+                        "mean_v": float(r["v_sum"] / r["v_n"]),
+                    }
+    return [out[d] for d in days]
 
 
 def dip_list(store: InfluxStore, site_id: str, period: MonitoredPeriod, tz: str) -> list[dict[str, Any]]:

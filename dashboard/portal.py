@@ -89,11 +89,13 @@ def month_sentences(report: dict[str, Any], vqr_target: float) -> list[Any]:
 def trend_figure(report: dict[str, Any], vqr_target: float) -> dict[str, Any]:
     """The month's days: the share of time within range, a gap where nothing is known."""
     days = report.get("daily") or []
+    known = [d["vqr_pct"] for d in days if d["vqr_pct"] is not None]
+    low = min([90.0, vqr_target - 1, *(v - 1 for v in known)])
     return {
         "data": [
             {
                 "type": "bar",
-                "x": [d["day"] for d in days],
+                "x": [d["day"][5:] for d in days],  # MM-DD: a category per day, in any language
                 "y": [d["vqr_pct"] for d in days],
                 "name": _("Within range"),
                 "marker": {"color": "#3478c8"},
@@ -102,7 +104,8 @@ def trend_figure(report: dict[str, Any], vqr_target: float) -> dict[str, Any]:
         "layout": {
             "height": 220,
             "margin": {"l": 50, "r": 10, "t": 10, "b": 40},
-            "yaxis": {"title": {"text": _("Within range (%)")}, "range": [90, 100.5]},
+            "xaxis": {"type": "category"},
+            "yaxis": {"title": {"text": _("Within range (%)")}, "range": [low, 100.5]},
             "shapes": [
                 {
                     "type": "line",

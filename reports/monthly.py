@@ -47,7 +47,8 @@ def report_number(site_id: str, day_from: date, day_to: date) -> str:
 
 
 def utility_name(settings: Settings, lang: str) -> str:
-    return settings.utility_name or gettext_for(lang)("Power supply company")
+    _ = gettext_for(lang)
+    return settings.utility_name or _("Power supply company")
 
 
 def document(
@@ -57,7 +58,7 @@ def document(
     lang: str,
     today: date,
     *,
-    version: int = 1,
+    version: int | None = None,
     changes: Sequence[dict[str, Any]] = (),
     issued: date | None = None,
 ) -> ReportDoc:

@@ -79,7 +79,7 @@ class ReportDoc:
     utility: str
     report_no: str
     issued: date
-    version: int = 1
+    version: int | None = None  # None: not an issued version (the month so far, or made on request)
     provisional: bool = False  # the month is not over: figures will still change
     feeder_name: str | None = None
     voltage_class_kv: float | None = None
@@ -381,8 +381,8 @@ def _cover(doc: ReportDoc, styles: _Styles, _: Gettext) -> list[Flowable]:
         (_("Feeder"), doc.feeder_name or MISSING),
         (_("Voltage class"), f"{fixed(doc.voltage_class_kv, 2)} kV" if doc.voltage_class_kv else MISSING),
         (_("Report number"), doc.report_no),
-        (_("Version"), str(doc.version)),
-        (_("Issued"), doc.issued.isoformat()),
+        (_("Version"), str(doc.version) if doc.version else _("not issued (made on request)")),
+        (_("Issued") if doc.version else _("Made"), doc.issued.isoformat()),
     ]
     out: list[Flowable] = [
         Spacer(1, 3 * cm),
@@ -410,7 +410,7 @@ def _cover(doc: ReportDoc, styles: _Styles, _: Gettext) -> list[Flowable]:
                 _("Provisional: the month is not over, and its figures will still change."), styles.cover
             ),
         ]
-    if doc.version > 1:
+    if doc.version and doc.version > 1:
         out += [
             Spacer(1, 1 * cm),
             Paragraph(
@@ -471,7 +471,7 @@ def render(doc: ReportDoc) -> bytes:
         _("Power quality"), _table(pq_rows(report, _), [4.4 * cm, 3 * cm, 3 * cm, 3.3 * cm, 3.3 * cm], font)
     )
     section(_("Rules applied"), *(Paragraph(text, styles.body) for text in definitions(doc, _)))
-    if doc.changes:
+    if doc.changes and doc.version:
         section(
             _("Changes since version %(prev)s") % {"prev": doc.version - 1},
             _table(change_rows(doc.changes, _), [7 * cm, 5 * cm, 5 * cm], font),
@@ -480,7 +480,7 @@ def render(doc: ReportDoc) -> bytes:
     story.append(_sign_off(doc, styles, font, _))
 
     out = io.BytesIO()
-    footer = f"{doc.utility} · {doc.report_no} · v{doc.version}"
+    footer = f"{doc.utility} · {doc.report_no}" + (f" · v{doc.version}" if doc.version else "")
 
     def on_page(canvas: Canvas, template: Any) -> None:
         canvas.saveState()
