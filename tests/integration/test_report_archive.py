@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -113,6 +115,39 @@ def test_late_data_issues_version_2_and_keeps_version_1(pqmon_env: dict[str, str
     listed = run_pqmon(env, "reports", "list", "A002")
     assert listed.returncode == 0 and "v2" in listed.stdout and "v1" in listed.stdout
     registry.close()
+
+
+def test_the_running_worker_issues_the_closed_month_by_itself(
+    pqmon_env: dict[str, str], tmp_path: Path
+) -> None:
+    """``pqmon worker`` (the service, as ``pqmon up`` runs it) archives last month on its own."""
+    env = {**pqmon_env, "PQMON_TZ": TZ, "PQMON_REPORT_DELAY_H": "0.001", "PQMON_WORKER_INTERVAL_S": "1"}
+    (tmp_path / "reg.csv").write_text(REGISTRY, encoding="utf-8")
+    assert run_pqmon(env, "registry", "import", str(tmp_path / "reg.csv")).returncode == 0
+    today = datetime.now(ZoneInfo(TZ)).date()
+    last = today.replace(day=1) - timedelta(days=1)
+    store = InfluxStore(env["PQMON_INFLUX_URL"], env["PQMON_INFLUX_DB"])
+    store.ensure_database()
+    write_day(store, "A002", last)
+    store.close()
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen([sys.executable, "-m", "core.cli", "worker"], env=env, stdout=log, stderr=log)
+    registry = Registry(env["PQMON_REGISTRY_URL"])
+    try:
+        deadline = time.monotonic() + 120
+        while not issues(registry, ["A002"]) and time.monotonic() < deadline and worker.poll() is None:
+            time.sleep(0.5)
+        found = issues(registry, ["A002"])
+        assert [(i.month, i.version) for i in found] == [(f"{last:%Y-%m}", 1)], (
+            tmp_path / "worker.log"
+        ).read_text()
+        assert found[0].pdf_path("zh-CN").read_bytes().startswith(b"%PDF-")
+        assert issues(registry, ["A003"]) == []  # no data in that month: nothing to report
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        log.close()
+        registry.close()
 
 
 def test_a_month_not_over_is_refused(pqmon_env: dict[str, str]) -> None:
