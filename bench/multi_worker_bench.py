@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -42,7 +43,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench._bench import machine_basics  # noqa: E402 - needs ROOT on sys.path
-from bench.analysis_bench import TZ, Loader, account, month_series, registry_rows  # noqa: E402
+from bench.analysis_bench import (  # noqa: E402
+    TZ,
+    Loader,
+    account,
+    month_series,
+    proc_cpu_s,
+    registry_rows,
+)
 
 INTERVAL = re.compile(r"computed site=\S+ days=(\S+)\.\.(\S+) worker=(\S+)")
 PASS_INTERVAL_S = 0.2
@@ -55,6 +63,19 @@ def site_days(log_text: str) -> dict[str, int]:
         n = (date.fromisoformat(m[2]) - date.fromisoformat(m[1])).days + 1
         out[m[3]] = out.get(m[3], 0) + n
     return out
+
+
+@dataclass(frozen=True)
+class Run:
+    wall_s: float
+    per_worker: dict[str, int]  # site-days each worker computed
+    workers_cpu_s: float
+    influx_cpu_s: float
+    load_before: float  # 1-minute load average: other work on the machine skews a run
+
+    @property
+    def rate(self) -> float:
+        return sum(self.per_worker.values()) / self.wall_s
 
 
 class Bench:
@@ -137,8 +158,8 @@ class Bench:
             store.close()
             registry.close()
 
-    def run(self, url: str, pairs: list[tuple[str, date]], n_workers: int, k: int) -> tuple[float, dict]:
-        """Wall seconds from the marks' commit to an empty queue, and site-days per worker."""
+    def run(self, url: str, pairs: list[tuple[str, date]], n_workers: int, k: int) -> Run:
+        """Wall seconds from the marks' commit to an empty queue, site-days per worker, CPU seconds."""
         from core.claims import WorkQueue
         from core.registry import Registry
 
@@ -165,11 +186,16 @@ class Bench:
                     raise RuntimeError(f"workers did not start: {logs[0].read_text()[-2000:]}")
                 time.sleep(0.1)
             time.sleep(1.0)  # each has been through an idle pass
+            load = os.getloadavg()[0]
+            influx_cpu = proc_cpu_s(self.influx.proc.pid)  # type: ignore[attr-defined]
+            workers_cpu = sum(proc_cpu_s(p.pid) for p in procs)
             t0 = time.perf_counter()
             registry.mark_dirty(pairs)
             while queue.pending()[0]:
                 time.sleep(0.02)
             wall = time.perf_counter() - t0
+            influx_cpu = proc_cpu_s(self.influx.proc.pid) - influx_cpu  # type: ignore[attr-defined]
+            workers_cpu = sum(proc_cpu_s(p.pid) for p in procs) - workers_cpu
         finally:
             for p in procs:
                 p.send_signal(signal.SIGTERM)
@@ -179,7 +205,7 @@ class Bench:
         per_worker: dict[str, int] = {}
         for path in logs:
             per_worker |= site_days(path.read_text(errors="replace"))
-        return wall, per_worker
+        return Run(wall, per_worker, workers_cpu, influx_cpu, load)
 
     def queue_costs(self) -> dict[str, float]:
         """Milliseconds of the claim statements with ``--queue-sites`` sites queued."""
@@ -236,32 +262,37 @@ def main(argv: list[str] | None = None) -> int:
         bench.start()
         url, pairs = bench.load()
         bench.warm_up(url)
-        results: dict[int, list[tuple[float, dict]]] = {}
+        results: dict[int, list[Run]] = {}
         for k in range(args.repeat):
             for n in counts:
-                wall, per_worker = bench.run(url, pairs, n, k)
-                total = sum(per_worker.values())
-                results.setdefault(n, []).append((wall, per_worker))
-                shares = sorted(per_worker.values(), reverse=True)
+                run = bench.run(url, pairs, n, k)
+                results.setdefault(n, []).append(run)
                 print(
-                    f"  run {k + 1}, {n} worker(s): {total} site-days in {wall:.1f}s ="
-                    f" {total / wall:.1f} site-days/s; per worker {shares}",
+                    f"  run {k + 1}, {n} worker(s): {sum(run.per_worker.values())} site-days in"
+                    f" {run.wall_s:.1f}s = {run.rate:.1f} site-days/s; per worker"
+                    f" {sorted(run.per_worker.values(), reverse=True)}; CPU s: workers"
+                    f" {run.workers_cpu_s:.1f}, influxd {run.influx_cpu_s:.1f};"
+                    f" load before {run.load_before:.1f}",
                     flush=True,
                 )
         costs = bench.queue_costs()
     finally:
         bench.stop()
 
-    base = None
+    base: float | None = None
     print(f"\n{args.accounts} accounts x {args.days} days of one-minute readings, registry on PostgreSQL")
-    print(f"{'workers':>7}  {'site-days':>9}  {'seconds':>8}  {'site-days/s':>11}  {'x one worker':>12}")
+    print(
+        f"{'workers':>7}  {'site-days':>9}  {'seconds':>8}  {'site-days/s':>11}  {'x one worker':>12}"
+        f"  {'worker CPU s':>12}  {'influxd CPU s':>13}"
+    )
     for n in counts:
-        walls = [w for w, _ in results[n]]
-        totals = [sum(pw.values()) for _, pw in results[n]]
-        wall = statistics.median(walls)
-        rate = statistics.median(t / w for t, w in zip(totals, walls, strict=True))
-        base = base or rate
-        print(f"{n:>7}  {statistics.median(totals):>9.0f}  {wall:>8.1f}  {rate:>11.1f}  {rate / base:>12.2f}")
+        runs = sorted(results[n], key=lambda r: r.rate)
+        mid = runs[len(runs) // 2]  # the median run (the upper one of an even count)
+        base = base or mid.rate
+        print(
+            f"{n:>7}  {sum(mid.per_worker.values()):>9}  {mid.wall_s:>8.1f}  {mid.rate:>11.1f}"
+            f"  {mid.rate / base:>12.2f}  {mid.workers_cpu_s:>12.1f}  {mid.influx_cpu_s:>13.1f}"
+        )
     print(f"\nclaim statements, {args.queue_sites:,} sites queued (ms):")
     for what, ms in costs.items():
         print(f"  {what:<45} {ms:8.1f}")
