@@ -469,7 +469,7 @@ def run_claimed(
                 held = queue.claim(CLAIM_BATCH, queued_before)
                 if not held:
                     break
-            claim = held.pop(0)
+            claim = held[0]  # kept in ``held`` until finished: released if this pass fails on it
             marks = queue.marks(claim.site_id)
             days = {m.day for m in marks if analyser.horizon <= m.day <= analyser.today}
             if claim.span is not None:
@@ -477,6 +477,9 @@ def run_claimed(
                 if first is not None and last is not None:
                     days.update(days_between(first, last))
             site = sites.get(claim.site_id)
+            if site is None:  # registered after this pass began (its data was marked since)
+                sites = {s.id: s for s in registry.sites()}
+                site = sites.get(claim.site_id)
             if site is not None and days:
                 if with_rows is None:
                     with_rows = analyser.sites_with_rows()
@@ -503,6 +506,7 @@ def run_claimed(
                     claim.site_id,
                     settings.worker_claim_lease_s,
                 )
+            held.pop(0)
             if held:
                 still = queue.renew([c.site_id for c in held])
                 held = [c for c in held if c.site_id in still]

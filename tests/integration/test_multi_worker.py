@@ -312,3 +312,34 @@ def test_the_overlap_check_sees_two_workers_on_one_site_day() -> None:
     assert not overlaps([a, Interval("S1", "2026-03-10", "2026-03-10", "w2", 1500, 2500)])  # other day
     assert not overlaps([a, Interval("S2", "2026-03-08", "2026-03-09", "w2", 1500, 2500)])  # other site
     assert not overlaps([a, Interval("S1", "2026-03-08", "2026-03-09", "w1", 1500, 2500)])  # same worker
+
+
+def test_a_pass_that_fails_gives_its_claims_back_at_once(
+    influx: LocalInflux, postgres: LocalPostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failing pass (here: the roll-up raises) must not leave its sites to wait for the lease."""
+    from analysis import worker
+    from core.claims import WorkQueue
+
+    sc = Scenario(2, tuple(Account(f"F{n}", 3, 900) for n in range(3)))
+    pg_name, registry_url = fresh_database(postgres, "failing")
+    h = Harness(influx.url, tmp_path, sc.accounts, registry_url)
+    try:
+        for b in batches(sc):
+            h.deliver(b.items, b.at_ms)
+        h.registry.set_state(worker.LAST_PASS_KEY, str(NOW_MS))  # an incremental pass
+
+        def broken(*_args: object) -> None:
+            raise RuntimeError("roll-up failed")
+
+        monkeypatch.setattr(worker.Analyser, "compute", broken)
+        with pytest.raises(RuntimeError, match="roll-up failed"):
+            h.run(NOW_MS)
+        queue = WorkQueue(h.registry, "observer", 60)
+        assert queue.pending() == (3, 0)  # every site still queued, none held
+        monkeypatch.undo()
+        h.run(NOW_MS)
+        assert queue.pending() == (0, 0) and h.registry.dirty_days() == {}
+    finally:
+        h.close()
+        postgres.drop_database(pg_name)
