@@ -383,7 +383,12 @@ def archive_month(
 
 
 def reissue_stale(
-    settings: Settings, registry: Registry, today: date, *, workers: int | None = None
+    settings: Settings,
+    registry: Registry,
+    today: date,
+    *,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, int]:
     """Check every marked (site, month) of an archived month; a changed one gets a new version."""
     started = int(time.time() * 1000)
@@ -391,7 +396,7 @@ def reissue_stale(
         marks = [(r.site_id, r.month) for r in s.scalars(select(ReportStaleRow))]
     archived = {i.site_id + "/" + i.month for i in issues(registry, {site for site, _ in marks})}
     work = [(site, month) for site, month in marks if f"{site}/{month}" in archived]
-    counts = run_issues(settings, work, today, workers=workers)
+    counts = run_issues(settings, work, today, workers=workers, progress=progress)
     if not counts["failed"]:
         with sessionmaker(registry.engine).begin() as s:  # marks made meanwhile wait for the next run
             s.execute(delete(ReportStaleRow).where(ReportStaleRow.marked_ms < started))
@@ -481,9 +486,14 @@ class Archiver:
         if not take_lease(registry, self.holder, int(time.time() * 1000)):
             return counts
         month = due_month(now, self.settings.report_delay_h)
+
+        def renew(done: int, total: int) -> None:
+            """A long archive keeps its lease, so no other worker starts the same month."""
+            take_lease(registry, self.holder, int(time.time() * 1000))
+
         if month is not None and registry.get_state(DONE_KEY + month) is None:
-            counts = archive_month(self.settings, registry, month, now.date())
-        for key, n in reissue_stale(self.settings, registry, now.date()).items():
+            counts = archive_month(self.settings, registry, month, now.date(), progress=renew)
+        for key, n in reissue_stale(self.settings, registry, now.date(), progress=renew).items():
             counts[key] = counts.get(key, 0) + n
         return counts
 
