@@ -562,11 +562,13 @@ def _compute_site(analyser: Analyser, site: Site, days: list[date], worker: str)
 def run_forever(settings: Settings, stop: threading.Event) -> None:
     store = InfluxStore.from_settings(settings)
     registry = Registry(settings.registry_url)
-    Archiver(settings).start(stop)  # monthly reports, in their own thread and processes
+    archiver = Archiver(settings)
+    archiver.start(stop)  # monthly reports, in their own thread and processes
     try:
         while not stop.is_set():
             try:
-                run_once(settings, store, registry)
+                with archiver.pass_running():  # reports wait: the pass keeps InfluxDB to itself
+                    run_once(settings, store, registry)
             except Exception:  # one bad pass must not end the worker; the next one retries
                 log.exception("analysis pass failed; retrying in %ss", settings.worker_interval_s)
             stop.wait(settings.worker_interval_s)

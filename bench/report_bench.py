@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--accounts", type=int, default=1000)
     ap.add_argument("--live", type=int, default=100)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=1, help="report processes (PQMON_REPORT_WORKERS)")
     ap.add_argument(
         "--pass-interval",
         type=float,
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from analysis.report import site_report
-    from reports.archive import archive_month
+    from reports.archive import Archiver, archive_month
     from reports.monthly import document, month_days, previous_month
     from reports.pdf import render
 
@@ -225,10 +225,13 @@ def main(argv: list[str] | None = None) -> int:
         live = [f"L{i + 1:04d}" for i in range(args.live)]
         run_once(settings, store, registry)  # the first pass is a full one; the rest incremental
 
+        archiver = Archiver(settings)  # the worker's: its pass_running() holds reports back
+
         def one_pass() -> float:
-            """One incremental pass, then a wait to the next as the worker paces them."""
+            """One incremental pass, then a wait to the next, as the worker runs them."""
             registry.mark_dirty((s, today) for s in live)
-            seconds = run_once(settings, store, registry).seconds
+            with archiver.pass_running():
+                seconds = run_once(settings, store, registry).seconds
             time.sleep(max(0.0, args.pass_interval - seconds))
             return seconds
 
@@ -238,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
 
         def run_archive() -> None:
             t = time.monotonic()
-            archive["counts"] = archive_month(settings, registry, month, today, workers=args.workers)
+            archive["counts"] = archive_month(
+                settings, registry, month, today, workers=args.workers, idle=archiver.idle
+            )
             archive["s"] = time.monotonic() - t
             done.set()
 

@@ -118,8 +118,9 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
     ),
     (
         "PQMON_REPORT_WORKERS",
-        "2",
-        "reports: processes rendering the monthly archive, at low priority so analysis passes keep theirs",
+        "1",
+        "reports: processes issuing the monthly archive, at low priority and paused during analysis passes"
+        " (on 2 cores 1 is fastest: InfluxDB needs the other)",
     ),
     (
         "PQMON_REPORT_DELAY_H",
@@ -180,7 +181,7 @@ class Settings:
     en50160_min_coverage_pct: float
     utility_name: str = ""
     report_dir: Path = Path("var/reports")
-    report_workers: int = 2
+    report_workers: int = 1
     report_delay_h: float = 6.0
     extra: dict[str, str] = field(default_factory=dict, repr=False)
 

@@ -14,6 +14,7 @@ Rendering runs in a few low-priority processes, so the analysis passes keep thei
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -21,7 +22,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -238,6 +239,8 @@ class IssueContext:
 
 
 _context: IssueContext | None = None
+_idle: Any = None  # a multiprocessing Event: set while no analysis pass runs (see Archiver.pass_running)
+IDLE_WAIT_S = 30.0  # a pass that never ends (a crashed worker) holds the reports up no longer than this
 
 
 def _open(settings: Settings) -> IssueContext:
@@ -246,9 +249,10 @@ def _open(settings: Settings) -> IssueContext:
     return IssueContext(settings, InfluxStore.from_settings(settings), Registry(settings.registry_url))
 
 
-def _init_process(settings: Settings, nice: int) -> None:
+def _init_process(settings: Settings, nice: int, idle: Any) -> None:
     """A rendering process: lower priority than the worker's passes, its own connections."""
-    global _context
+    global _context, _idle
+    _idle = idle
     if nice:
         try:
             os.nice(nice)
@@ -322,6 +326,9 @@ def issue(ctx: IssueContext, site_id: str, month: str, today: date) -> Issue | N
 
 def _issue_in_process(site_id: str, month: str, today_iso: str) -> tuple[str, int | None]:
     assert _context is not None, "the process initializer did not run"
+    if _idle is not None:
+        # Wait out an analysis pass: InfluxDB, which both use, is not at a lower priority.
+        _idle.wait(IDLE_WAIT_S)
     made = issue(_context, site_id, month, date.fromisoformat(today_iso))
     return site_id, None if made is None else made.version
 
@@ -334,10 +341,12 @@ def run_issues(
     workers: int | None = None,
     nice: int = 10,
     progress: Callable[[int, int], None] | None = None,
+    idle: Any = None,
 ) -> dict[str, int]:
     """Issue (site, month) pairs in ``workers`` low-priority processes; counts of what happened.
 
-    One failing account is logged and counted, never stops the rest.
+    One failing account is logged and counted, never stops the rest. With ``idle`` (an event
+    of the spawn context), each account waits until it is set: no report starts during a pass.
     """
     counts = {"issued": 0, "reissued": 0, "unchanged": 0, "failed": 0}
     if not work:
@@ -345,7 +354,9 @@ def run_issues(
     workers = max(1, min(workers or settings.report_workers, len(work)))
     # spawn, not fork: the worker process has threads (and connections) a fork would copy mid-use.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, context, initializer=_init_process, initargs=(settings, nice)) as pool:
+    with ProcessPoolExecutor(
+        workers, context, initializer=_init_process, initargs=(settings, nice, idle)
+    ) as pool:
         futures = {
             pool.submit(_issue_in_process, site, month, today.isoformat()): site for site, month in work
         }
@@ -371,11 +382,12 @@ def archive_month(
     *,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    idle: Any = None,
 ) -> dict[str, int]:
     """Version 1 of every account's report of ``month`` that has none yet; then the month is done."""
     have = {i.site_id for i in issues(registry, month=month)}
     work = [(s.id, month) for s in registry.sites("account") if s.id not in have]
-    counts = run_issues(settings, work, today, workers=workers, progress=progress)
+    counts = run_issues(settings, work, today, workers=workers, progress=progress, idle=idle)
     if not counts["failed"]:
         registry.set_state(DONE_KEY + month, str(int(time.time() * 1000)))
     log.info("reports of %s: %s", month, counts)
@@ -389,6 +401,7 @@ def reissue_stale(
     *,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    idle: Any = None,
 ) -> dict[str, int]:
     """Check every marked (site, month) of an archived month; a changed one gets a new version."""
     started = int(time.time() * 1000)
@@ -396,7 +409,7 @@ def reissue_stale(
         marks = [(r.site_id, r.month) for r in s.scalars(select(ReportStaleRow))]
     archived = {i.site_id + "/" + i.month for i in issues(registry, {site for site, _ in marks})}
     work = [(site, month) for site, month in marks if f"{site}/{month}" in archived]
-    counts = run_issues(settings, work, today, workers=workers, progress=progress)
+    counts = run_issues(settings, work, today, workers=workers, progress=progress, idle=idle)
     if not counts["failed"]:
         with sessionmaker(registry.engine).begin() as s:  # marks made meanwhile wait for the next run
             s.execute(delete(ReportStaleRow).where(ReportStaleRow.marked_ms < started))
@@ -465,15 +478,27 @@ def tell_users(registry: Registry, made: Issue, tz: str) -> int:
 class Archiver:
     """Runs beside the analysis loop: issues the due month, then re-checks stale ones.
 
-    It only decides and waits; the rendering is in its process pool, so a pass of the worker
-    is never held up behind a report.
+    It only decides and waits; the rendering is in its process pool at a lower priority, and
+    no account is started while a pass runs (:meth:`pass_running`): the reports share
+    InfluxDB with the passes, and InfluxDB knows nothing of priorities.
     """
 
     def __init__(self, settings: Settings, interval_s: float = 60.0) -> None:
         self.settings = settings
         self.interval_s = interval_s
+        self.idle = multiprocessing.get_context("spawn").Event()
+        self.idle.set()
         self.holder = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._thread: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def pass_running(self) -> Iterator[None]:
+        """Around an analysis pass: reports not yet started wait until it is over."""
+        self.idle.clear()
+        try:
+            yield
+        finally:
+            self.idle.set()
 
     def start(self, stop: threading.Event) -> threading.Thread:
         self._thread = threading.Thread(target=self._loop, args=(stop,), name="report-archiver", daemon=True)
@@ -492,8 +517,9 @@ class Archiver:
             take_lease(registry, self.holder, int(time.time() * 1000))
 
         if month is not None and registry.get_state(DONE_KEY + month) is None:
-            counts = archive_month(self.settings, registry, month, now.date(), progress=renew)
-        for key, n in reissue_stale(self.settings, registry, now.date(), progress=renew).items():
+            counts = archive_month(self.settings, registry, month, now.date(), progress=renew, idle=self.idle)
+        late = reissue_stale(self.settings, registry, now.date(), progress=renew, idle=self.idle)
+        for key, n in late.items():
             counts[key] = counts.get(key, 0) + n
         return counts
 
