@@ -280,12 +280,16 @@ def daily_series(vq: pd.DataFrame, period: MonitoredPeriod, tz: str) -> list[dic
         for col in ("monitored_min", "over_min", "under_min", "calendar_min", "channels"):
             if col not in frame:
                 frame[col] = 0.0
-        pooled = frame[frame["phase"] == "all"].groupby("day").agg(
-            monitored=("monitored_min", "sum"),
-            bad=("over_min", "sum"),
-            under=("under_min", "sum"),
-            calendar=("calendar_min", "sum"),
-            channels=("channels", "max"),
+        pooled = (
+            frame[frame["phase"] == "all"]
+            .groupby("day")
+            .agg(
+                monitored=("monitored_min", "sum"),
+                bad=("over_min", "sum"),
+                under=("under_min", "sum"),
+                calendar=("calendar_min", "sum"),
+                channels=("channels", "max"),
+            )
         )
         for day, r in pooled.iterrows():
             if day in out:
