@@ -1,0 +1,184 @@
+"""The documentation cannot drift from the code, link to nothing, or point outside the repository.
+
+- docs/cli.md and docs/settings.md are exactly what scripts/gen_docs.py writes from the parser and
+  from SETTINGS now;
+- every relative link in README.md, README.zh-CN.md and docs/*.md reaches a file that exists;
+- no tracked text file refers to documents that are not in the repository;
+- each Chinese page has the same section structure as its English original.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+REGENERATE = ".venv/bin/python scripts/gen_docs.py"
+# (English original, Simplified Chinese translation) kept in step.
+PAIRS = [("README.md", "README.zh-CN.md"), ("docs/operations.md", "docs/operations.zh-CN.md")]
+
+
+def _gen_docs():
+    spec = importlib.util.spec_from_file_location("gen_docs", ROOT / "scripts" / "gen_docs.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("rel", ["docs/cli.md", "docs/settings.md"])
+def test_generated_references_are_current(rel):
+    expected = _gen_docs().OUTPUTS[rel]()
+    path = ROOT / rel
+    committed = path.read_text(encoding="utf-8") if path.exists() else ""
+    assert committed == expected, (
+        f"{rel} is not what the code says now (a command, option or setting changed): "
+        f"run `{REGENERATE}` and commit {rel}"
+    )
+
+
+def _markdown_files() -> list[Path]:
+    files = [ROOT / "README.md", ROOT / "README.zh-CN.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return [f for f in files if f.exists()]
+
+
+FENCE = re.compile(r"^\s*(```|~~~)")
+LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+INLINE_CODE = re.compile(r"`[^`]*`")
+
+
+def _prose_lines(text: str):
+    """(line number, line) outside fenced code blocks, with inline code removed."""
+    fenced = False
+    for number, line in enumerate(text.splitlines(), 1):
+        if FENCE.match(line):
+            fenced = not fenced
+            continue
+        if not fenced:
+            yield number, INLINE_CODE.sub("", line)
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = INLINE_CODE.sub(lambda m: m.group(0)[1:-1], heading.strip()).lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def _anchors(path: Path) -> set[str]:
+    seen: dict[str, int] = {}
+    anchors = set()
+    for _, line in _prose_lines(path.read_text(encoding="utf-8")):
+        m = re.match(r"^(#{1,6})\s+(.*?)\s*#*\s*$", line)
+        if not m:
+            continue
+        slug = _slug(m.group(2))
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        anchors.add(slug if n == 0 else f"{slug}-{n}")
+    return anchors
+
+
+def test_markdown_files_exist():
+    names = {str(p.relative_to(ROOT)) for p in _markdown_files()}
+    for pair in PAIRS:
+        for rel in pair:
+            assert rel in names, f"{rel} is missing"
+
+
+def test_every_relative_link_points_at_a_file_that_exists():
+    broken = []
+    for path in _markdown_files():
+        # Headings inside code are not anchors, and the raw text keeps inline code for the slugs.
+        raw = path.read_text(encoding="utf-8")
+        for number, line in _prose_lines(raw):
+            for target in LINK.findall(line):
+                if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I):  # http:, https:, mailto:
+                    continue
+                file_part, _, fragment = target.partition("#")
+                where = path if not file_part else (path.parent / file_part).resolve()
+                label = f"{path.relative_to(ROOT)}:{number}: {target}"
+                if not where.exists():
+                    broken.append(f"{label} (no such file)")
+                elif fragment and where.suffix == ".md" and fragment not in _anchors(where):
+                    broken.append(f"{label} (no heading with that anchor)")
+                elif ROOT not in where.parents and where != ROOT:
+                    broken.append(f"{label} (outside the repository)")
+    assert not broken, "broken links:\n" + "\n".join(broken)
+
+
+# Built from parts so that this file does not match itself.
+FORBIDDEN = ["../" + "shared", "DESIGN" + " §"]
+
+
+def _tracked_files() -> list[str]:
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git work tree")
+    done = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.decode(
+        "utf-8", "surrogateescape"
+    )
+    return [name for name in done.split("\0") if name]
+
+
+def test_no_tracked_file_refers_outside_the_repository():
+    found = []
+    for rel in _tracked_files():
+        path = ROOT / rel
+        if not path.is_file():  # deleted in the work tree, not yet committed
+            continue
+        data = path.read_bytes()
+        if b"\0" in data[:8192]:
+            continue  # binary
+        text = data.decode("utf-8", "replace")
+        for number, line in enumerate(text.splitlines(), 1):
+            for needle in FORBIDDEN:
+                if needle in line:
+                    found.append(f"{rel}:{number}: {line.strip()[:120]}")
+    assert not found, (
+        "these lines refer to documents outside the repository; say it here or drop the reference:\n"
+        + "\n".join(found)
+    )
+
+
+def _structure(path: Path) -> list[tuple[int, str, int, int]]:
+    """Per section (the text before the first heading is level 0): heading level, the heading's
+    text, fenced code blocks and table rows in it."""
+    sections: list[list] = [[0, "(before the first heading)", 0, 0]]
+    fenced = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if FENCE.match(line):
+            if not fenced:
+                sections[-1][2] += 1
+            fenced = not fenced
+            continue
+        if fenced:
+            continue
+        heading = re.match(r"^(#{1,6})\s+(.*)$", line)
+        if heading:
+            sections.append([len(heading.group(1)), heading.group(2).strip(), 0, 0])
+        elif line.lstrip().startswith("|"):
+            sections[-1][3] += 1
+    return [tuple(s) for s in sections]  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("english", "chinese"), PAIRS)
+def test_translations_keep_the_structure_of_their_original(english, chinese):
+    en, zh = _structure(ROOT / english), _structure(ROOT / chinese)
+    en_shape = [(level, code, rows) for level, _, code, rows in en]
+    zh_shape = [(level, code, rows) for level, _, code, rows in zh]
+    if en_shape == zh_shape:
+        return
+    lines = [f"{chinese} is out of step with {english} (heading level, code blocks, table rows):"]
+    for i in range(max(len(en), len(zh))):
+        a = en[i] if i < len(en) else None
+        b = zh[i] if i < len(zh) else None
+        same = a is not None and b is not None and a[0::2] == b[0::2] and a[3] == b[3]
+        if not same:
+            lines.append(f"  section {i}: {english} {a}  vs  {chinese} {b}")
+    lines.append(f"update {chinese} to follow {english}")
+    raise AssertionError("\n".join(lines))
