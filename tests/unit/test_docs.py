@@ -91,6 +91,14 @@ def test_markdown_files_exist():
             assert rel in names, f"{rel} is missing"
 
 
+def test_the_readme_links_every_page_of_the_documentation():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = {t.partition("#")[0] for _, line in _prose_lines(readme) for t in LINK.findall(line)}
+    pages = [f"docs/{p.name}" for p in sorted((ROOT / "docs").glob("*.md"))] + ["README.zh-CN.md"]
+    missing = [page for page in pages if page not in targets]
+    assert not missing, f"link these from README.md's Documentation section: {missing}"
+
+
 def test_every_relative_link_points_at_a_file_that_exists():
     broken = []
     for path in _markdown_files():
