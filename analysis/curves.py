@@ -1,7 +1,7 @@
-"""Equipment tolerance curves as tables: ITIC (revised 2000) and SEMI F47 (the standards' worked examples).
+"""Equipment tolerance curves as tables: ITIC (revised 2000) and SEMI F47 (docs/definitions.md).
 
 An event is a (magnitude in % of nominal, duration in s) point. Curves are step and line
-segments; the standards' worked examples asks each boundary to be decided and pinned by tests:
+segments; docs/definitions.md asks each boundary to be decided and pinned by tests:
 
 - ITIC: a point exactly on either boundary, including the vertical steps at 3 ms, 20 ms,
   0.5 s and 10 s, is in the *no-interruption* region, as OPQ assigns it [V S24]. Between

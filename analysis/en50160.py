@@ -1,4 +1,4 @@
-"""The EN 50160 profile (the standards' worked examples, §4.2): 10-min values judged over a week.
+"""The EN 50160 profile (docs/definitions.md, §4.2): 10-min values judged over a week.
 
 Each check takes the values of one evaluation period (a week of 10-min values, or a year of
 10-s frequency values) and reports the share within the band and the verdict. Intervals
@@ -76,7 +76,7 @@ class ShareResult:
 
 @dataclass(frozen=True)
 class HarmonicsResult:
-    """EN 50160 harmonic compliance on N valid intervals (the standards' worked examples, EN-7)."""
+    """EN 50160 harmonic compliance on N valid intervals (docs/definitions.md, EN-7)."""
 
     n: int
     n_flagged: int

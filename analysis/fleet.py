@@ -1,6 +1,6 @@
 """Fleet reliability indices: IEEE 1366 with each key account as one customer, and DL/T 836.
 
-IEEE 1366 (the standards' worked examples): an interruption table has one row per customer interruption,
+IEEE 1366 (docs/definitions.md): an interruption table has one row per customer interruption,
 columns ``customer``, ``start_ms`` (UTC ms), ``duration_s`` and optionally ``event`` (the id
 of the reclosing sequence a momentary operation belongs to). An interruption lasting at
 most ``momentary_max_s`` (5 min, so exactly 5 min is momentary, §3.1) is momentary, anything
@@ -12,7 +12,7 @@ a day whose SAIDI is strictly greater than T_MED is an MED. The daily SAIDI come
 five years before the period; with too little stored history, from the period itself
 (:func:`med_sample` decides, and the report says which).
 
-DL/T 836 (the standards' worked examples): system indices AIHC-1/2/3, AITC-1 and RS-1/2/3 from events
+DL/T 836 (docs/definitions.md): system indices AIHC-1/2/3, AITC-1 and RS-1/2/3 from events
 with a cause (``fault``, ``planned``, ``external``, ``supply_shortage``), a user count and a
 duration; short outages (<= 3 min, §2.2) are left out unless asked for (decision D4).
 
@@ -40,7 +40,7 @@ INTERRUPTION_COLUMNS = ("customer", "start_ms", "duration_s")
 
 @dataclass(frozen=True)
 class FleetIndices:
-    """IEEE 1366 indices of one period (the standards' worked examples); None where the denominator is 0."""
+    """IEEE 1366 indices of one period (docs/definitions.md); None where the denominator is 0."""
 
     customers_served: int
     period_h: float
@@ -61,7 +61,7 @@ class FleetIndices:
 
 @dataclass(frozen=True)
 class MedThreshold:
-    """The 2.5β threshold and what it was computed from (the standards' worked examples)."""
+    """The 2.5β threshold and what it was computed from (docs/definitions.md)."""
 
     alpha: float
     beta: float
@@ -95,7 +95,7 @@ class MedSplit:
 
 @dataclass(frozen=True)
 class Dlt836Indices:
-    """DL/T 836 system indices (the standards' worked examples); hours per user and %."""
+    """DL/T 836 system indices (docs/definitions.md); hours per user and %."""
 
     users: int
     period_h: float
@@ -181,7 +181,7 @@ def fleet_indices(
     momentary_max_s: float = IEEE1366_SHORT_S,
     event_window_s: float = MOMENTARY_EVENT_WINDOW_S,
 ) -> FleetIndices:
-    """SAIFI, SAIDI, CAIDI, CAIFI, CTAIDI, ASAI, MAIFI and MAIFIe (the standards' worked examples, IEEE-1)."""
+    """SAIFI, SAIDI, CAIDI, CAIFI, CTAIDI, ASAI, MAIFI and MAIFIe (docs/definitions.md, IEEE-1)."""
     df = classify_interruptions(interruptions, momentary_max_s=momentary_max_s, event_window_s=event_window_s)
     return _indices(df, customers_served, period_h)
 
@@ -253,7 +253,7 @@ def celid_single(
 ) -> float:
     """CELID-s: share of customers with one sustained interruption of at least ``threshold_s``.
 
-    "≥" by default, ">" with ``inclusive=False``; the choice is [R] in the standards' worked examples
+    "≥" by default, ">" with ``inclusive=False``; the choice is [R] in docs/definitions.md
     """
     df = classify_interruptions(interruptions, momentary_max_s=momentary_max_s)
     longest = df.loc[~df["momentary"]].groupby("customer")["duration_s"].max()
@@ -311,7 +311,7 @@ def daily_saidi_min(
 def med_threshold(
     daily_saidi: Sequence[float] | np.ndarray | pd.Series, *, ddof: int = 1
 ) -> MedThreshold | None:
-    """T_MED = exp(α + 2.5β) from up to five years of daily SAIDI (the standards' worked examples, MED-1).
+    """T_MED = exp(α + 2.5β) from up to five years of daily SAIDI (docs/definitions.md, MED-1).
 
     Zero days are discarded before the logarithm (Annex B.2 step b). ``ddof`` = 1 is the
     sample standard deviation (the default, D5), 0 the population one. None when fewer than
@@ -403,7 +403,7 @@ def dlt836_indices(
     include_short: bool = False,
     short_s: float = DLT836_SHORT_S,
 ) -> Dlt836Indices:
-    """DL/T 836 AIHC-1/2/3, AITC-1 and RS-1/2/3 from outage events (the standards' worked examples, REL-1).
+    """DL/T 836 AIHC-1/2/3, AITC-1 and RS-1/2/3 from outage events (docs/definitions.md, REL-1).
 
     ``events`` has columns ``cause`` (one of ``DLT836_CAUSES``), ``users`` (n_i) and
     ``duration_s`` (t_i). Outages of at most ``short_s`` (3 min exactly is short) count only

@@ -221,7 +221,7 @@ def _fleet_voltage(table: pd.DataFrame) -> dict[str, Any]:
         return {"vqr_pooled_pct": None, "vqr_mean_pct": None}
     rates = [v for v in table["vqr_pct"] if v is not None and not pd.isna(v)]
     return {
-        # Both aggregations of the standards' worked examples, since they differ: time-pooled and point mean.
+        # Both aggregations of docs/definitions.md, since they differ: time-pooled and point mean.
         "vqr_pooled_pct": vqr_pct(
             table["over_min"].sum(), table["under_min"].sum(), table["monitored_min"].sum()
         ),

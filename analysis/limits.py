@@ -1,4 +1,4 @@
-"""Voltage limits by voltage class, GB/T 12325-2008 (the standards' worked examples, README: Definitions).
+"""Voltage limits by voltage class, GB/T 12325-2008 (docs/definitions.md, README: Definitions).
 
 - 35 kV and above: configured per account, |upper| + |lower| <= 10 % (default +7 / -3 %).
 - below 35 kV, three-phase: +/-7 %.

@@ -1,7 +1,7 @@
 """Power-quality indices beside the voltage rate: frequency, unbalance, harmonics, flicker.
 
 - Frequency deviation, GB/T 15945-2008: ±0.2 Hz, relaxable to ±0.5 Hz for small systems
-  (the standards' worked examples).
+  (docs/definitions.md).
 - Three-phase unbalance, GB/T 15543-2008: u2 = |U2|/|U1|·100 from phasors, or from the
   three line-to-line magnitudes alone (IEC 61000-4-30 formula); the 95 % probability value
   must be <= 2 % and the maximum <= 4 % (§4.3, EN-9).
@@ -106,7 +106,7 @@ class RmsAggregate:
     flagged: np.ndarray
 
 
-# GB/T 14549-93 table (the standards' worked examples, [R]): (highest kV of the row, THD, odd HRU, even HRU).
+# GB/T 14549-93 table (docs/definitions.md, [R]): (highest kV of the row, THD, odd HRU, even HRU).
 # 20 kV is not in the table and takes the 6-10 kV row; 220 kV may follow the 110 kV values.
 _GB14549_ROWS = (
     (1.0, 0.38, 5.0, 4.0, 2.0),
@@ -187,7 +187,7 @@ def prob95_value(values: np.ndarray) -> float | None:
     """The 95 % probability value: sort descending, drop the largest 5 %, take the next largest.
 
     The number dropped is ⌊0.05·n⌋, so a value is never discarded on rounding up (the Chinese
-    PQ standards' "舍弃前面5%的大值" rule; the rounding is not stated in the standards' worked examples).
+    PQ standards' "舍弃前面5%的大值" rule; the rounding is not stated in docs/definitions.md).
     """
     v = np.asarray(values, dtype=np.float64)
     v = np.sort(v[np.isfinite(v)])

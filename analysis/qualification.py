@@ -3,7 +3,7 @@
 VQR % = (1 - (over + under) / monitored) x 100, where every count is in one-minute units.
 A minute is out of limits only when its mean is strictly above the upper or strictly below
 the lower limit. Outage and missing minutes are not monitored time unless the
-``outage_as_under`` policy (the standards' worked examples D1b) counts outage minutes as under-limit.
+``outage_as_under`` policy (docs/definitions.md D1b) counts outage minutes as under-limit.
 """
 
 from __future__ import annotations

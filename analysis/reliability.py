@@ -1,4 +1,4 @@
-"""Supply reliability per account, DL/T 836 (the standards' worked examples).
+"""Supply reliability per account, DL/T 836 (docs/definitions.md).
 
 For one key account (N = 1): AIHC = summed outage hours, RS-1 = (1 - AIHC / PH) x 100.
 DL/T 836-2016 keeps variants with and without short interruptions; pqmon reports both.

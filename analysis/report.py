@@ -1,4 +1,4 @@
-"""The supply-quality report of a site (README: Command line), assembled from the daily roll-ups.
+"""The supply-quality report of a site (docs/cli.md), assembled from the daily roll-ups.
 
 Month and year figures are sums of days; raw readings are never rescanned here.
 """
@@ -135,7 +135,7 @@ def site_report(
     *,
     en50160_min_coverage_pct: float = EN50160_MIN_COVERAGE_PCT,
 ) -> dict[str, Any]:
-    """The report JSON of README: Command line for whole local days, ``day_to`` inclusive; numbers unrounded.
+    """The report JSON of docs/cli.md for whole local days, ``day_to`` inclusive; numbers unrounded.
 
     Every ratio is over the site's monitored life inside the period (see
     :mod:`analysis.period`); the report says which days that was.

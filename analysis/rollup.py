@@ -1,4 +1,4 @@
-"""Daily roll-ups of one site: ``vq_daily`` and ``rel_daily`` rows (README: InfluxDB, §5).
+"""Daily roll-ups of one site: ``vq_daily`` and ``rel_daily`` rows (docs/influxdb.md).
 
 Pure: readings and events in, rows out. The worker does the reading and writing, and
 reports sum these rows, so a month is never a rescan of raw data.

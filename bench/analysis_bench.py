@@ -18,7 +18,7 @@ script starts (``LocalInflux``), then, in one run:
   (d) month report of every account from the roll-ups: ``fleet_report`` in-process
       (and ``site_report`` for every account, reported separately, no target)
 
-Targets (from the issue): (b) <= 1.5 x (a); (c) <= 5 % of (b); (d) < 1 % of (b); peak
+Targets: (b) <= 1.5 x (a); (c) <= 5 % of (b); (d) < 1 % of (b); peak
 RSS of (b) must not grow with the number of accounts (here: RSS(N) / RSS(N/4) <= 1.25).
 
     .venv/bin/python bench/analysis_bench.py --keep /tmp/pqbench-analysis   # load once (minutes), rerun fast

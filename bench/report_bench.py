@@ -17,7 +17,7 @@ Besides them, ``--live`` accounts (100) receive today's minutes, for worker pass
   (d) worker: incremental passes over the live accounts, alone and while (c) runs, one every
       ``--pass-interval`` seconds as the worker paces them: the slowdown the archive causes
 
-Targets (from the issue): (b) <= 1 s per PDF; (c) <= 10 minutes for 1,000 accounts; (d)
+Targets: (b) <= 1 s per PDF; (c) <= 10 minutes for 1,000 accounts; (d)
 passes at most 20 % slower during the archive.
 
     .venv/bin/python bench/report_bench.py                       # the full run (about 15 minutes)

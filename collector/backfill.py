@@ -1,7 +1,7 @@
 """``pqmon import readings FILE.csv``: a meter-data export into InfluxDB, through the MQTT contract.
 
 The CSV has ``site``, ``meter``, ``timestamp`` (RFC 3339 with an offset, or epoch
-milliseconds) and any of the reading fields of README: the MQTT contract. Every row is checked by the
+milliseconds) and any of the reading fields of docs/mqtt.md. Every row is checked by the
 same code as a live reading (:func:`collector.contract.reading_line`); rows that break
 the contract go to the dead-letter store under ``pq/v1/<site>/<meter>/reading`` with the
 row as a reading object, so ``pqmon deadletter replay`` takes them once fixed (after the

@@ -1,4 +1,4 @@
-"""The MQTT contract, version 1 (README: the MQTT contract): topics and payloads turned into points.
+"""The MQTT contract, version 1 (docs/mqtt.md): topics and payloads turned into points.
 
 Pure: bytes in, line-protocol points (or a :class:`Rejected` with a precise reason) out.
 In a gateway batch each reading stands alone, so one bad reading never costs the good

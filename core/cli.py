@@ -1,4 +1,4 @@
-"""The ``pqmon`` command line (README: Command line). The only place errors become messages and exit codes."""
+"""The ``pqmon`` command line (docs/cli.md). The only place errors become messages and exit codes."""
 
 from __future__ import annotations
 
@@ -661,7 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_simulate)
 
     reg = sub.add_parser("registry", help="sites and meters").add_subparsers(dest="sub", required=True)
-    p = reg.add_parser("import", help="add or update sites and meters from a CSV (README: Command line)")
+    p = reg.add_parser("import", help="add or update sites and meters from a CSV (docs/cli.md)")
     p.add_argument("file")
     p.set_defaults(func=cmd_registry_import)
 
@@ -695,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         "--output",
         metavar="FILE",
-        help="write to FILE instead of stdout; with csv also FILE's sibling tables (README, Reports)",
+        help="write to FILE instead of stdout; with csv also FILE's sibling tables (docs/reports.md)",
     )
     p.set_defaults(func=cmd_report)
 

@@ -479,7 +479,7 @@ class Registry:
             }
 
     def import_csv(self, path: str | Path) -> ImportResult:
-        """Add or update sites and meters from the registry CSV (README: Command line); all or nothing."""
+        """Add or update sites and meters from the registry CSV (docs/cli.md); all or nothing."""
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]

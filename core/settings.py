@@ -1,4 +1,4 @@
-"""One typed settings object per process, read from the environment (README: Command line).
+"""One typed settings object per process, read from the environment (docs/cli.md).
 
 An optional TOML file (``PQMON_CONFIG``) may set the same names; the environment wins.
 Secrets are wrapped in :class:`Secret` so that they never show up in a repr or a log.
@@ -29,7 +29,7 @@ class Secret(str):
         return "Secret('**********')" if self else "Secret('')"
 
 
-# name, default, help: rendered into the README's settings table (tests/unit/test_docs.py).
+# name, default, help: rendered into docs/settings.md (tests/unit/test_docs.py).
 SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("PQMON_MQTT_URL", "mqtt://127.0.0.1:1883", "MQTT broker: mqtt://user:pass@host:1883, mqtts:// for TLS"),
     ("PQMON_MQTT_CA_FILE", "", "CA bundle for mqtts:// (empty: the system's)"),

@@ -107,7 +107,7 @@ def _errors(*codes: str) -> dict[str, Any]:
 
 REPORT = {
     "type": "object",
-    "description": "The report JSON of 'pqmon report SITE' (README: Command line); numbers unrounded, "
+    "description": "The report JSON of 'pqmon report SITE' (docs/cli.md); numbers unrounded, "
     "null where unknown.",
     "required": ["site", "name", "from", "to", "tz"],
     "properties": {

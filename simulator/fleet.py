@@ -222,7 +222,7 @@ class Fleet:
         return [m.site_id for m in self.accounts if m.manager == manager]
 
     def registry_rows(self) -> list[dict[str, str]]:
-        """One row per meter in the registry CSV format (README: Command line)."""
+        """One row per meter in the registry CSV format (docs/cli.md)."""
         rows = []
         for m in self.meters:
             v = m.vclass
@@ -472,7 +472,7 @@ class Fleet:
     def readings(
         self, meter: str | MeterSpec, start_ms: int, end_ms: int, interval_s: int = 900
     ) -> list[dict[str, Any]]:
-        """Reading payloads (README: the MQTT contract) whose window starts in ``[start_ms, end_ms)``."""
+        """Reading payloads (docs/mqtt.md) whose window starts in ``[start_ms, end_ms)``."""
         check_interval(interval_s, self.tz_offset_s)
         m = self.meter(meter) if isinstance(meter, str) else meter
         out: list[dict[str, Any]] = []

@@ -1,4 +1,4 @@
-"""Put a simulated fleet on the wire: MQTT contract version 1 (README: the MQTT contract).
+"""Put a simulated fleet on the wire: MQTT contract version 1 (docs/mqtt.md).
 
 Each meter is its own MQTT client, as in the field: its own connection and client id, a
 retained ``online`` status and ``offline`` as its last will, so the broker's ACL and the

@@ -1,5 +1,5 @@
 """A stream of malformed messages, good ones interleaved, through the real collector process
-(README: the MQTT contract: a bad message never stops the collector and never costs a good one).
+(docs/mqtt.md: a bad message never stops the collector and never costs a good one).
 
 Real Mosquitto and InfluxDB. Over 10,000 bad payloads, from a seed: the contract fuzzer's
 categories (tests/unit/test_contract_fuzz.py) and a byte mutator over good payloads, each

@@ -1,6 +1,6 @@
 """End to end on real servers: MQTT -> collector -> InfluxDB -> worker -> report.
 
-The scenario is the standards' worked examples VQR-1 on a 10 kV three-phase account: one local day with
+The scenario is docs/definitions.md VQR-1 on a 10 kV three-phase account: one local day with
 30 minutes over the upper limit, 12 under the lower and a 60-minute outage whose
 power-off/power-on records arrive late, after the day's readings, and twice.
 """
@@ -153,7 +153,7 @@ def test_pipeline_vqr1_end_to_end(pqmon_env: dict[str, str], tmp_path: Path, sce
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
 
-    # Computed by hand (the standards' worked examples VQR-1): three phases, each 30 over, 12 under, 1380 monitored.
+    # Computed by hand (docs/definitions.md VQR-1): three phases, each 30 over, 12 under, 1380 monitored.
     assert report["vqr_pct"] == pytest.approx((1 - 42 / 1380) * 100, rel=1e-12)
     assert round(report["vqr_pct"], 4) == 96.9565
     assert (report["monitored_min"], report["over_min"], report["under_min"]) == (3 * 1380, 90, 36)

@@ -1,4 +1,4 @@
-"""The MQTT contract (README: the MQTT contract): every rejection has a precise reason."""
+"""The MQTT contract (docs/mqtt.md): every rejection has a precise reason."""
 
 import json
 

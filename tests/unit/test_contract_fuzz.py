@@ -1,4 +1,4 @@
-"""The collector's decode path under malformed input (README: the MQTT contract: a bad message never stops
+"""The collector's decode path under malformed input (docs/mqtt.md: a bad message never stops
 the collector and never costs a good one).
 
 Messages, good and bad mixed, go through the real ``Collector.decode_one`` (a Collector

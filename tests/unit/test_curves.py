@@ -1,4 +1,4 @@
-"""ITIC and SEMI F47 regions against the standards' worked examples (ITIC-x, SEMI-x, OPQ points, boundaries)."""
+"""ITIC and SEMI F47 regions against docs/definitions.md (ITIC-x, SEMI-x, OPQ points, boundaries)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""The EN 50160 profile against the standards' worked examples worked examples EN-1..EN-7."""
+"""The EN 50160 profile against the worked examples of docs/definitions.md EN-1..EN-7."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Fleet reliability against the standards' worked examples (REL-1), §3.3 (MED-1), §3.4 (IEEE-1) and §1.4 (VQR-4)."""
+"""Fleet reliability against docs/definitions.md (REL-1), §3.3 (MED-1), §3.4 (IEEE-1) and §1.4 (VQR-4)."""
 
 from datetime import date
 

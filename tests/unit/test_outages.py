@@ -1,4 +1,4 @@
-"""Outage pairing and per-account reliability (the standards' worked examples)."""
+"""Outage pairing and per-account reliability (docs/definitions.md)."""
 
 import pandas as pd
 import pytest

@@ -1,4 +1,4 @@
-"""PQ indices against the standards' worked examples–4.3: EN-7, EN-8, EN-9, AGG-1, GB/T 15945, GB/T 15543, GB/T 14549."""
+"""PQ indices against docs/definitions.md–4.3: EN-7, EN-8, EN-9, AGG-1, GB/T 15945, GB/T 15543, GB/T 14549."""
 
 import numpy as np
 import pytest

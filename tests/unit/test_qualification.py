@@ -1,4 +1,4 @@
-"""Voltage qualification against the worked examples of the standards' worked examples"""
+"""Voltage qualification against the worked examples of docs/definitions.md"""
 
 from datetime import date
 

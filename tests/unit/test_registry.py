@@ -1,4 +1,4 @@
-"""Registry CSV import (README: Command line) and the authorization rule (README: security),
+"""Registry CSV import (docs/cli.md) and the authorization rule (README: security),
 on SQLite and on PostgreSQL."""
 
 from pathlib import Path
