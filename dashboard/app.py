@@ -130,10 +130,23 @@ def create_app(
         csrf_token_name=CSRF_COOKIE,
     )
     app.layout = shell
+    _page_language(app)
     register_shell_callbacks(app)
     _take_page_callbacks(app)
     authz.check_declared(app)
     return app
+
+
+def _page_language(app: dash.Dash) -> None:
+    """``<html lang>`` of every page is the request's language, so screen readers, fonts and
+    browser translation treat Chinese pages as Chinese."""
+    render = app.interpolate_index
+
+    def interpolate_index(**kwargs: Any) -> str:
+        page: str = render(**kwargs)
+        return page.replace("<html>", f'<html lang="{i18n.lang()}">', 1)
+
+    app.interpolate_index = interpolate_index  # type: ignore[method-assign,assignment]
 
 
 def _take_page_callbacks(app: dash.Dash) -> None:

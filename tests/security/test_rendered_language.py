@@ -142,6 +142,7 @@ def post(site: Dashboard, http: Any, body: dict[str, Any]) -> dict[str, Any]:
 def test_the_shell_and_every_page_are_chinese(site: Dashboard, chinese_admin: Any) -> None:
     shell = chinese_admin.get(site.url + "/_dash-layout", timeout=WAIT_S).json()
     assert "退出登录" in str(shell)
+    assert '<html lang="zh-CN">' in chinese_admin.get(site.url + "/", timeout=WAIT_S).text
     router = next(
         d
         for d in chinese_admin.get(site.url + "/_dash-dependencies", timeout=WAIT_S).json()
