@@ -17,9 +17,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,7 @@ from analysis.limits import validate_limits
 from analysis.pq_daily import PQ_EVENT_FIELDS, PQ_READING_FIELDS, pq_daily
 from analysis.rollup import VOLTAGE_FIELDS, RollupPolicy, SiteRollup, SiteSpec, rollup_site
 from core.claims import Claim, WorkQueue, worker_id
-from core.lineproto import line, quote_literal
+from core.lineproto import check_ident, line, quote_literal
 from core.registry import Registry, Site
 from core.settings import Settings
 from core.store import InfluxStore
@@ -44,6 +45,9 @@ NOT_STORED = ("day_ms", "phase", "vqr_pct")
 MAX_WINDOW_GROWTH = 8
 MAX_OUTAGE_DAYS = 30  # an outage that began this long before the look-back can still reach into it
 CLAIM_BATCH = 8  # sites one claim statement takes (PostgreSQL): few, so a killed worker strands few
+CHUNK_SITES = 400  # sites whose raw data one query reads (run_once), grouped by site
+CHUNK_POINTS = 600_000  # minutes a chunk may read at most (sites x its span): memory stays flat
+WRITE_LINES = 50_000  # derived points per /write
 _worker_ids: dict[int, str] = {}
 
 
@@ -101,16 +105,142 @@ def read_site(
     return readings, events
 
 
+def _site_regex(site_ids: Iterable[str]) -> str:
+    """An InfluxQL regex matching exactly these (validated) site ids."""
+    return "/^(" + "|".join(check_ident(s, "site id").replace(".", "\\.") for s in site_ids) + ")$/"
+
+
+def _blocks(df: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """Rows of a ``GROUP BY`` CSV answer per series (its ``tags`` text): contiguous (first, end)."""
+    if df.empty:
+        return {}
+    tags = df["tags"].to_numpy()
+    cuts = [0, *(np.flatnonzero(tags[1:] != tags[:-1]) + 1).tolist(), len(tags)]
+    return {str(tags[a]): (a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True)}
+
+
+def _empty_events() -> pd.DataFrame:
+    return pd.DataFrame({"time": pd.Series([], dtype="int64"), "type": [], "event_id": []})
+
+
+def _empty_readings() -> pd.DataFrame:
+    return pd.DataFrame({"time": pd.Series([], dtype="int64")})
+
+
+class ChunkData:
+    """The raw data of a chunk of sites, read with one query per measurement (:func:`read_chunk`).
+
+    Serves :func:`read_site`'s answer for any window it covers (``None`` for one it does not),
+    as frames that the roll-ups read alike: the same rows, times and values. Built cheaply, as
+    building a wide frame per site costs more than rolling it up: the readings' fields are one
+    float block sliced per site, and a field with no value in a site's rows is left out, as the
+    roll-ups treat a missing column and one without values the same (``name`` and ``tags``,
+    constant for one site, are left out too).
+    """
+
+    def __init__(
+        self, readings: pd.DataFrame, events: pd.DataFrame, reading_span: tuple[int, int], events_from_ms: int
+    ) -> None:
+        self.readings_from_ms, self.readings_to_ms = reading_span
+        self.events_from_ms = events_from_ms
+        self.reading_blocks = _blocks(readings)
+        self.event_blocks = _blocks(events)
+        self.times = readings["time"].to_numpy(np.int64) if len(readings) else np.zeros(0, np.int64)
+        self.fields = [c for c in readings.columns if c not in ("name", "tags", "time")]
+        self.values: np.ndarray | None = None
+        self.readings: pd.DataFrame | None = None
+        try:
+            self.values = readings[self.fields].to_numpy(np.float64) if len(readings) else None
+        except (TypeError, ValueError):  # a field that is not a number: sliced as it is
+            self.readings = readings
+        self.events = events
+        self.event_times = events["time"].to_numpy(np.int64) if len(events) else np.zeros(0, np.int64)
+        self.no_events = _empty_events()  # one for every site without events: the roll-ups only read it
+
+    def site(
+        self, site_id: str, meter_id: str, start_ms: int, end_ms: int
+    ) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+        r_from, e_from = start_ms - READING_LOOKBEHIND_MS, start_ms - EVENT_LOOKBEHIND_MS
+        if r_from < self.readings_from_ms or end_ms > self.readings_to_ms or e_from < self.events_from_ms:
+            return None
+        readings = _empty_readings()
+        block = self.reading_blocks.get(f"meter={meter_id},site={site_id}")
+        if block is not None:
+            a, b = _rows(self.times, block, r_from, end_ms)
+            if b > a:
+                readings = self._readings(a, b)
+        events = self.no_events
+        block = self.event_blocks.get(f"site={site_id}")
+        if block is not None:
+            a, b = _rows(self.event_times, block, e_from, None)
+            if b > a:
+                events = pd.DataFrame(
+                    {c: self.events[c].array[a:b] for c in self.events.columns if c not in ("name", "tags")},
+                    copy=False,
+                )
+        return readings, events
+
+    def _readings(self, a: int, b: int) -> pd.DataFrame:
+        if self.values is None:
+            assert self.readings is not None
+            cols = [c for c in self.readings.columns if c not in ("name", "tags")]
+            return pd.DataFrame({c: self.readings[c].array[a:b] for c in cols}, copy=False)
+        values = self.values[a:b]
+        keep = ~np.isnan(values).all(axis=0)
+        df = pd.DataFrame(
+            values[:, keep], columns=[f for f, k in zip(self.fields, keep, strict=True) if k], copy=False
+        )
+        df.insert(0, "time", self.times[a:b])
+        return df
+
+
+def _rows(times: np.ndarray, block: tuple[int, int], from_ms: int, to_ms: int | None) -> tuple[int, int]:
+    """The rows of a series' block (sorted by time) in [from_ms, to_ms)."""
+    lo, hi = block
+    part = times[lo:hi]
+    a = lo + int(np.searchsorted(part, from_ms, side="left"))
+    b = hi if to_ms is None else lo + int(np.searchsorted(part, to_ms, side="left"))
+    return a, b
+
+
+def read_chunk(
+    store: InfluxStore, sites: list[tuple[str, str]], start_ms: int, end_ms: int, events_from_ms: int
+) -> ChunkData:
+    """Readings of each (site, meter) in [start_ms - look-behind, end_ms) and events of each site
+    since ``events_from_ms``: one query per measurement for the whole chunk, grouped by series."""
+    fields = ", ".join(f'"{f}"' for f in (*VOLTAGE_FIELDS, "interval_s", *PQ_READING_FIELDS))
+    site_re = _site_regex(sorted({s for s, _ in sites}))
+    meter_re = _site_regex(sorted({m for _, m in sites}))
+    r_from = start_ms - READING_LOOKBEHIND_MS
+    readings = store.query_csv(
+        f"SELECT {fields} FROM reading WHERE site =~ {site_re} AND meter =~ {meter_re}"
+        f" AND time >= {r_from}ms AND time < {end_ms}ms GROUP BY site, meter"
+    )
+    events = store.query_csv(
+        f'SELECT "event_id", "type", {", ".join(PQ_EVENT_FIELDS)} FROM event'
+        f" WHERE site =~ {site_re} AND time >= {events_from_ms}ms GROUP BY site"
+    )
+    return ChunkData(readings, events, (r_from, end_ms), events_from_ms)
+
+
+def records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """``df.to_dict("records")`` (the same Python scalars) without pandas' cost per row."""
+    columns = [str(c) for c in df.columns]
+    return [
+        dict(zip(columns, row, strict=True)) for row in zip(*(df[c].tolist() for c in columns), strict=True)
+    ]
+
+
 def to_lines(site: Site, result: SiteRollup) -> list[str]:
     lines: list[str] = []
-    for row in result.vq.to_dict("records"):
+    for row in records(result.vq):
         # Rates are not stored: a month's rate is pooled from the minute counts, and a day's rate
         # can become undefined on recomputation, which InfluxDB could only forget by a DELETE.
         fields = {k: v for k, v in row.items() if k not in NOT_STORED and not pd.isna(v)}
         lines.append(
             line("vq_daily", {"site": site.id, "phase": str(row["phase"])}, fields, int(row["day_ms"]))
         )
-    for row in result.rel.to_dict("records"):
+    for row in records(result.rel):
         fields = {k: v for k, v in row.items() if k != "day_ms"}
         lines.append(line("rel_daily", {"site": site.id}, fields, int(row["day_ms"])))
     return lines
@@ -118,7 +248,7 @@ def to_lines(site: Site, result: SiteRollup) -> list[str]:
 
 def pq_lines(site: Site, pq: pd.DataFrame) -> list[str]:
     lines = []
-    for row in pq.to_dict("records"):
+    for row in records(pq):
         fields = {k: v for k, v in row.items() if k != "day_ms" and not pd.isna(v)}
         if fields:
             lines.append(line("pq_daily", {"site": site.id}, fields, int(row["day_ms"])))
@@ -191,6 +321,8 @@ class Analyser:
             for site_id, windows in registry.all_planned_outages().items()
         }
         self._stored: dict[str, list[tuple[int, int]]] | None = None
+        self._pending: list[str] | None = None  # points collected for one large write (flush)
+        self._stale: list[tuple[str, list[date]]] = []
 
     def stored_outages(self) -> dict[str, list[tuple[int, int]]]:
         """The derived outages already stored, per site, as (start, end or now) spans.
@@ -239,10 +371,12 @@ class Analyser:
         return max(want_first, self.horizon), min(want_last, self.today)
 
     def compute(
-        self, site: Site, first: date, last: date
+        self, site: Site, first: date, last: date, raw: ChunkData | None = None
     ) -> tuple[list[date], SiteRollup, pd.DataFrame] | None:
         """Roll up [first, last], growing the window until it holds every outage touching it,
-        found now or stored before, so that the result equals a full recomputation."""
+        found now or stored before, so that the result equals a full recomputation.
+
+        ``raw``: the site's chunk, read beforehand; a window it does not cover is read alone."""
         found_spec = site_spec(site)
         if found_spec is None:
             return None
@@ -256,7 +390,8 @@ class Analyser:
             days = days_between(first, last)
             start_ms = day_start_ms(first, tz)
             end_ms = day_start_ms(last + timedelta(days=1), tz)
-            readings, events = read_site(self.store, site, meter_id, start_ms, end_ms)
+            served = raw.site(site.id, meter_id, start_ms, end_ms) if raw is not None else None
+            readings, events = served or read_site(self.store, site, meter_id, start_ms, end_ms)
             result = rollup_site(spec, readings, events, days, self.policy, self.now_ms, planned)
             grown = self._grown(first, last, [(o.start_ms, o.end_or(self.now_ms)) for o in result.found])
             if grown == (first, last):
@@ -282,10 +417,71 @@ class Analyser:
         lines += outage_lines(site, result, self.settings.short_outage_s, self.now_ms)
         lines += withdrawn_lines(site, gone)
         lines += pq_lines(site, pq)
+        if self._pending is not None:  # a chunk's points go in a few large writes (flush)
+            self._pending.extend(lines)
+            self._stale.append((site.id, days))
+            return len(lines)
         written = self.store.write(lines)
         # After the write: a closed month's issued report is re-checked against these figures.
         mark_stale(self.registry, site.id, days, self.today)
         return written
+
+    def buffer_writes(self) -> None:
+        """From now on :meth:`write` collects the points; :meth:`flush` writes them."""
+        if self._pending is None:
+            self._pending = []
+
+    def flush(self) -> None:
+        """Write the collected points in large writes, then mark each site's rewritten months."""
+        pending, stale = self._pending or [], self._stale
+        self._pending, self._stale = [], []
+        for i in range(0, len(pending), WRITE_LINES):
+            self.store.write(pending[i : i + WRITE_LINES])
+        for site_id, days in stale:
+            mark_stale(self.registry, site_id, days, self.today)
+
+    def window(self, site: Site, first: date, last: date) -> tuple[str, int, int] | None:
+        """The site's meter and the span a first read of [first, last] covers (as :meth:`compute`)."""
+        found_spec = site_spec(site)
+        if found_spec is None:
+            return None
+        stored = self.stored_outages().get(site.id, [])
+        while (grown := self._grown(first, last, stored)) != (first, last):
+            first, last = grown
+        tz = self.settings.tz
+        return found_spec[1], day_start_ms(first, tz), day_start_ms(last + timedelta(days=1), tz)
+
+    def chunks(
+        self, work: list[tuple[Site, date, date]]
+    ) -> Iterator[tuple[list[tuple[Site, date, date]], ChunkData | None]]:
+        """The work in chunks of sites with like windows, each with its raw data read together:
+        at most CHUNK_SITES sites and CHUNK_POINTS minutes (sites x the chunk's span) each."""
+        windows = []
+        for item in work:
+            found = self.window(*item)
+            if found is None:
+                yield [item], None
+            else:
+                windows.append((found[1], found[2], item, found[0]))
+        windows.sort(key=lambda w: (w[0], w[1], w[2][0].id))
+        chunk: list[tuple[int, int, tuple[Site, date, date], str]] = []
+        lo = hi = 0
+        for w in windows:
+            n_lo, n_hi = (min(lo, w[0]), max(hi, w[1])) if chunk else (w[0], w[1])
+            minutes = (n_hi - n_lo + READING_LOOKBEHIND_MS) // 60_000
+            if chunk and (len(chunk) >= CHUNK_SITES or (len(chunk) + 1) * minutes > CHUNK_POINTS):
+                yield self._read_chunk(chunk, lo, hi)
+                chunk, n_lo, n_hi = [], w[0], w[1]
+            chunk.append(w)
+            lo, hi = n_lo, n_hi
+        if chunk:
+            yield self._read_chunk(chunk, lo, hi)
+
+    def _read_chunk(
+        self, chunk: list[tuple[int, int, tuple[Site, date, date], str]], lo: int, hi: int
+    ) -> tuple[list[tuple[Site, date, date]], ChunkData]:
+        raw = read_chunk(self.store, [(w[2][0].id, w[3]) for w in chunk], lo, hi, lo - EVENT_LOOKBEHIND_MS)
+        return [w[2] for w in chunk], raw
 
     def full_plan(self) -> dict[str, list[tuple[date, date]]]:
         since = day_start_ms(self.horizon, self.settings.tz)
@@ -387,23 +583,32 @@ def run_once(
     full = full or last_pass is None
     plan = analyser.full_plan() if full else analyser.incremental_plan(int(last_pass or 0))
     sites = {s.id: s for s in registry.sites()}
-    n_sites = n_days = n_points = 0
-    for site_id, ranges in sorted(plan.items()):
-        site = sites.get(site_id)
-        if site is None:
-            continue
-        done: set[date] = set()
-        for first, last in ranges:
-            if set(days_between(first, last)) <= done:
-                continue  # an earlier window of this site grew over this one
-            computed = analyser.compute(site, first, last)
-            if computed is None:
-                continue
-            days, result, pq = computed
-            n_points += analyser.write(site, days, result, pq)
-            n_days += len(days)
-            done.update(days)
-        n_sites += 1
+    todo = {site_id: list(ranges) for site_id, ranges in sorted(plan.items()) if site_id in sites}
+    n_sites, n_days, n_points = len(todo), 0, 0
+    done: dict[str, set[date]] = {site_id: set() for site_id in todo}
+    analyser.buffer_writes()
+    while todo:
+        # Each round takes every site's next window (after its previous one, which may have
+        # grown over it), and computes them chunk by chunk, reading each chunk's raw data together.
+        work = []
+        for site_id, ranges in list(todo.items()):
+            while ranges:
+                first, last = ranges.pop(0)
+                if not set(days_between(first, last)) <= done[site_id]:
+                    work.append((sites[site_id], first, last))
+                    break  # else an earlier window of this site grew over this one
+            if not ranges:
+                del todo[site_id]
+        for chunk, raw in analyser.chunks(work):
+            for site, first, last in chunk:
+                computed = analyser.compute(site, first, last, raw)
+                if computed is None:
+                    continue
+                days, result, pq = computed
+                n_points += analyser.write(site, days, result, pq)
+                n_days += len(days)
+                done[site.id].update(days)
+            analyser.flush()
     registry.clear_dirty(before_ms=pass_started_ms)
     registry.set_state(LAST_PASS_KEY, str(now_ms))
     outcome = PassResult(n_sites, n_days, n_points, time.monotonic() - began, full)
