@@ -1,0 +1,65 @@
+"""The customer's landing page: every account of theirs together, nobody else's, in plain words."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.browser.support import ACCOUNTS, OTHER_ACCOUNTS, PASSWORD, WAIT_S, Dashboard, requests_login
+from tests.security.test_tenant_isolation import outputs_of
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def two_site_customer(site: Dashboard) -> str:
+    """A customer company with both of the manager's accounts (its two connection points)."""
+    if site.registry.user("custAB") is None:
+        site.registry.add_user("custAB", "customer", PASSWORD, list(ACCOUNTS))
+    return "custAB"
+
+
+def landing_page(site: Dashboard, name: str) -> str:
+    """What ``/`` renders for ``name``, through Dash's page router as the browser calls it."""
+    http, resp = requests_login(site.url, name, PASSWORD)
+    assert resp.status_code == 302
+    http.get(site.url + "/_dash-layout", timeout=WAIT_S)
+    router = next(
+        d
+        for d in http.get(site.url + "/_dash-dependencies", timeout=WAIT_S).json()
+        if "_pages_content" in d["output"]
+    )
+    body: dict[str, Any] = {
+        "output": router["output"],
+        "outputs": outputs_of(router),
+        "inputs": [{**i, "value": "/" if i["property"] == "pathname" else ""} for i in router["inputs"]],
+        "state": [{**s, "value": None} for s in router["state"]],
+        "changedPropIds": ["_pages_location.pathname"],
+    }
+    r = http.post(
+        site.url + "/_dash-update-component",
+        json=body,
+        headers={"X-CSRFToken": http.cookies.get("_csrf_token")},
+        timeout=WAIT_S,
+    )
+    assert r.status_code == 200, r.text[:300]
+    return json.dumps(r.json(), ensure_ascii=False)
+
+
+def test_a_customer_with_two_accounts_sees_both_together(site: Dashboard, two_site_customer: str) -> None:
+    page = landing_page(site, two_site_customer)
+    for site_id, (name, _, _) in ACCOUNTS.items():
+        assert f"portal-{site_id}" in page and name in page, site_id
+        assert f"/reports/{site_id}/{site.data_day:%Y-%m}/v1.en.pdf" in page  # its issued report
+    for site_id, (name, _, _) in OTHER_ACCOUNTS.items():
+        assert f"portal-{site_id}" not in page and name not in page
+    assert "overview-grid" not in page  # the portal, not the staff overview
+    assert "Voltage within the agreed range" in page and "VQR" not in page  # plain words
+
+
+def test_a_customer_of_one_account_sees_only_it(site: Dashboard) -> None:
+    page = landing_page(site, "custA")
+    assert "portal-A001" in page and "portal-A002" not in page
+    assert ACCOUNTS["A002"][0] not in page
