@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -464,18 +465,28 @@ class Analyser:
             else:
                 windows.append((found[1], found[2], item, found[0]))
         windows.sort(key=lambda w: (w[0], w[1], w[2][0].id))
+        groups: list[tuple[list[tuple[int, int, tuple[Site, date, date], str]], int, int]] = []
         chunk: list[tuple[int, int, tuple[Site, date, date], str]] = []
         lo = hi = 0
         for w in windows:
             n_lo, n_hi = (min(lo, w[0]), max(hi, w[1])) if chunk else (w[0], w[1])
             minutes = (n_hi - n_lo + READING_LOOKBEHIND_MS) // 60_000
             if chunk and (len(chunk) >= CHUNK_SITES or (len(chunk) + 1) * minutes > CHUNK_POINTS):
-                yield self._read_chunk(chunk, lo, hi)
+                groups.append((chunk, lo, hi))
                 chunk, n_lo, n_hi = [], w[0], w[1]
             chunk.append(w)
             lo, hi = n_lo, n_hi
         if chunk:
-            yield self._read_chunk(chunk, lo, hi)
+            groups.append((chunk, lo, hi))
+        # The next chunk is read while this one is computed: InfluxDB serves it (on one core)
+        # while the worker rolls up (on another). So at most two chunks are held at a time.
+        with ThreadPoolExecutor(1, thread_name_prefix="pqmon-read-ahead") as pool:
+            ahead = pool.submit(self._read_chunk, *groups[0]) if groups else None
+            for k in range(1, len(groups) + 1):
+                assert ahead is not None
+                got = ahead.result()
+                ahead = pool.submit(self._read_chunk, *groups[k]) if k < len(groups) else None
+                yield got
 
     def _read_chunk(
         self, chunk: list[tuple[int, int, tuple[Site, date, date], str]], lo: int, hi: int

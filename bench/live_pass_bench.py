@@ -221,7 +221,7 @@ class Bench:
         t0 = time.perf_counter()
         for k in range(0, n, per_chunk):
             raw = read_chunk(store, sites[k : k + per_chunk], start, end, start - EVENT_LOOKBEHIND_MS)
-            rows += len(raw.readings)
+            rows += len(raw.times)
         took = time.perf_counter() - t0
         store.close()
         return took, rows
