@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,12 +52,13 @@ if str(ROOT) not in sys.path:
 from bench._bench import machine_basics  # noqa: E402 - needs ROOT on sys.path
 from bench.analysis_bench import (  # noqa: E402
     TZ,
+    Child,
     Loader,
     account,
     day_start_ms,
     pass_s,
+    proc_cpu_s,
     registry_rows,
-    run_child,
     settle,
 )
 
@@ -130,7 +132,18 @@ class Bench:
     def worker(self, n: int, tag: str, *extra: str):  # type: ignore[no-untyped-def]
         argv = [sys.executable, "-m", "core.cli", "worker", "--once", *extra]
         env = self.env(n)
-        child = run_child(argv, env, self.root / f"worker-{n}-{tag}.log", self.influx.proc.pid)
+        log = self.root / f"worker-{n}-{tag}.log"
+        c0 = proc_cpu_s(self.influx.proc.pid)
+        with open(log, "w") as out:  # in the tree the worker runs from: ``-m`` imports from the cwd
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(
+                argv, env=env, cwd=self.args.code or ROOT, stdout=out, stderr=subprocess.STDOUT
+            )
+            _, status, usage = os.wait4(proc.pid, 0)
+            wall = time.perf_counter() - t0
+        rc = os.waitstatus_to_exitcode(status)
+        output = log.read_text(errors="replace")
+        child = Child(wall, usage.ru_maxrss / 1024, rc, output, proc_cpu_s(self.influx.proc.pid) - c0)
         if child.rc != 0:
             raise RuntimeError(f"worker {tag} failed ({child.rc}):\n{child.output[-3000:]}")
         return child
