@@ -164,7 +164,7 @@ class ChunkData:
         r_from, e_from = start_ms - READING_LOOKBEHIND_MS, start_ms - EVENT_LOOKBEHIND_MS
         if r_from < self.readings_from_ms or end_ms > self.readings_to_ms or e_from < self.events_from_ms:
             return None
-        readings = _empty_readings()
+        readings = None
         block = self.reading_blocks.get(f"meter={meter_id},site={site_id}")
         if block is not None:
             a, b = _rows(self.times, block, r_from, end_ms)
@@ -179,7 +179,7 @@ class ChunkData:
                     {c: self.events[c].array[a:b] for c in self.events.columns if c not in ("name", "tags")},
                     copy=False,
                 )
-        return readings, events
+        return (_empty_readings() if readings is None else readings), events
 
     def _readings(self, a: int, b: int) -> pd.DataFrame:
         if self.values is None:
