@@ -65,19 +65,22 @@ def quiet_banner() -> Any:
 def navbar(user: User | None) -> Component:
     if user is None:
         return html.Nav(className="navbar")
-    count = open_alert_count(user)
+    alerts = None
+    if user.role != "customer":  # customers have no alert page; their portal speaks plainly
+        count = open_alert_count(user)
+        alerts = dcc.Link(
+            [_("Open alerts"), dmc.Badge(str(count), color="red" if count else "gray", ml=6)],
+            href="/alerts",
+            id="nav-alerts",
+            className="nav-link",
+        )
     return html.Nav(
         [
             html.Span("pqmon", className="brand"),
             html.Div(nav_links(user), className="nav-links"),
             html.Div(
                 [
-                    dcc.Link(
-                        [_("Open alerts"), dmc.Badge(str(count), color="red" if count else "gray", ml=6)],
-                        href="/alerts" if user.role != "customer" else "/",
-                        id="nav-alerts",
-                        className="nav-link",
-                    ),
+                    alerts,
                     dmc.SegmentedControl(
                         id="nav-lang",
                         data=[{"value": "zh-CN", "label": "中文"}, {"value": "en", "label": "EN"}],

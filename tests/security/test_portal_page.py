@@ -59,6 +59,14 @@ def test_a_customer_with_two_accounts_sees_both_together(site: Dashboard, two_si
     assert "Voltage within the agreed range" in page and "VQR" not in page  # plain words
 
 
+def test_a_customer_has_no_alerts_badge(site: Dashboard) -> None:
+    http, _ = requests_login(site.url, "custA", PASSWORD)
+    shell = json.dumps(http.get(site.url + "/_dash-layout", timeout=WAIT_S).json(), ensure_ascii=False)
+    assert "nav-alerts" not in shell and "nav-user" in shell
+    http, _ = requests_login(site.url, "mgrA", PASSWORD)  # the control: a manager has it
+    assert "nav-alerts" in json.dumps(http.get(site.url + "/_dash-layout", timeout=WAIT_S).json())
+
+
 def test_a_customer_of_one_account_sees_only_it(site: Dashboard) -> None:
     page = landing_page(site, "custA")
     assert "portal-A001" in page and "portal-A002" not in page
