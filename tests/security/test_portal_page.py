@@ -71,3 +71,43 @@ def test_a_customer_of_one_account_sees_only_it(site: Dashboard) -> None:
     page = landing_page(site, "custA")
     assert "portal-A001" in page and "portal-A002" not in page
     assert ACCOUNTS["A002"][0] not in page
+
+
+def call(
+    site: Dashboard, http: Any, outputs: list[tuple[str, str]], inputs: list[tuple[str, str, Any]]
+) -> str:
+    """One callback as Dash's renderer calls it; the answer as text."""
+    out = [{"id": i, "property": p} for i, p in outputs]
+    body = {
+        "output": f"{outputs[0][0]}.{outputs[0][1]}",
+        "outputs": out[0],
+        "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
+        "state": [],
+        "changedPropIds": [f"{inputs[0][0]}.{inputs[0][1]}"],
+    }
+    r = http.post(
+        site.url + "/_dash-update-component",
+        json=body,
+        headers={"X-CSRFToken": http.cookies.get("_csrf_token")},
+        timeout=WAIT_S,
+    )
+    assert r.status_code == 200, r.text[:300]
+    return json.dumps(r.json(), ensure_ascii=False)
+
+
+def test_the_reports_page_lists_a_managers_versions_and_staffs_all(site: Dashboard) -> None:
+    month = f"{site.data_day:%Y-%m}"
+    for name, expected in (("mgrA", {"A001"}), ("oper1", set(ACCOUNTS))):
+        http, _ = requests_login(site.url, name, PASSWORD)
+        http.get(site.url + "/_dash-layout", timeout=WAIT_S)
+        shown = call(site, http, [("archive-body", "children")], [("archive-month", "value", month)])
+        assert f"/reports/month/{month}.zip" in shown
+        for site_id in ACCOUNTS:
+            link = f"/reports/{site_id}/{month}/v1."
+            assert (link in shown) == (site_id in expected), (name, site_id)
+        bad = call(site, http, [("archive-body", "children")], [("archive-month", "value", "../A002")])
+        assert "Not found or not permitted." in bad
+    http, _ = requests_login(site.url, "custA", PASSWORD)  # customers have their portal instead
+    http.get(site.url + "/_dash-layout", timeout=WAIT_S)
+    refused = call(site, http, [("archive-body", "children")], [("archive-month", "value", month)])
+    assert "/reports/" not in refused
