@@ -778,8 +778,7 @@ def _compute_site(analyser: Analyser, site: Site, days: list[date], worker: str)
 def run_forever(settings: Settings, stop: threading.Event) -> None:
     store = InfluxStore.from_settings(settings)
     registry = Registry(settings.registry_url)
-    archiver = Archiver(settings)
-    archiver.start(stop)  # monthly reports, in their own thread and processes
+    archiver = Archiver(settings)  # monthly reports, in their own thread and processes
     try:
         while not stop.is_set():
             try:
@@ -787,6 +786,10 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
                     run_once(settings, store, registry)
             except Exception:  # one bad pass must not end the worker; the next one retries
                 log.exception("analysis pass failed; retrying in %ss", settings.worker_interval_s)
+            if not archiver.started:
+                # After the first pass, not beside it: a month issued from roll-ups the pass
+                # was still writing would get a second version minutes later.
+                archiver.start(stop)
             stop.wait(settings.worker_interval_s)
     finally:
         store.close()

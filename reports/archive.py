@@ -500,6 +500,10 @@ class Archiver:
         finally:
             self.idle.set()
 
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
     def start(self, stop: threading.Event) -> threading.Thread:
         self._thread = threading.Thread(target=self._loop, args=(stop,), name="report-archiver", daemon=True)
         self._thread.start()
