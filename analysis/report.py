@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from analysis.calendar import day_range_ms, days_between
-from analysis.curves import itic_regions, semi_f47_region
+from analysis.curves import itic_regions, semi_f47_regions
 from analysis.dips import query_dips
 from analysis.period import (
     MonitoredPeriod,
@@ -184,7 +184,7 @@ def site_report(
                 "under_pct": sums["under_min"] / monitored * 100.0 if monitored else None,
                 "mean_deviation_pct": (_sum(rows, "dev_sum_pct") / monitored if monitored else None),
                 **bands.get(phase, dict.fromkeys(BAND_KEYS)),
-                **voltage_stats(rows, tz),
+                **voltage_stats(rows, ZoneInfo(tz)),
             }
     report["daily"] = daily_series(vq, period, tz)
 
@@ -240,8 +240,9 @@ def phase_bands(site: Site) -> dict[str, dict[str, float]]:
     return out
 
 
-def _stats_of(rows: pd.DataFrame, zone: ZoneInfo) -> dict[str, Any]:
-    """Highest and lowest minute mean with when it began, and the mean, of in-service minutes."""
+def voltage_stats(rows: pd.DataFrame, zone: ZoneInfo) -> dict[str, Any]:
+    """A voltage monitor's statistics of one channel over the rows' days: highest and lowest minute
+    mean with when it began, and the mean of in-service minutes (null without data)."""
     if "v_n" not in rows:
         return dict.fromkeys(STAT_KEYS)
     ok = rows[rows["v_n"].fillna(0) > 0]
@@ -256,11 +257,6 @@ def _stats_of(rows: pd.DataFrame, zone: ZoneInfo) -> dict[str, Any]:
         "min_at": datetime.fromtimestamp(float(lo["v_min_ms"]) / 1000, zone).isoformat(),
         "mean_v": float(ok["v_sum"].sum() / ok["v_n"].sum()),
     }
-
-
-def voltage_stats(rows: pd.DataFrame, tz: str) -> dict[str, Any]:
-    """A voltage monitor's statistics of one channel over the rows' days (null without data)."""
-    return _stats_of(rows, ZoneInfo(tz))
 
 
 def daily_series(vq: pd.DataFrame, period: MonitoredPeriod, tz: str) -> list[dict[str, Any]]:
@@ -322,6 +318,7 @@ def dip_list(store: InfluxStore, site_id: str, period: MonitoredPeriod, tz: str)
     duration = df["duration_s"].to_numpy(float)
     level = df["level_pct"].to_numpy(float)
     itic = itic_regions(level, duration)
+    semi = semi_f47_regions(level, duration)
     zone = ZoneInfo(tz)
     out = []
     for i, row in enumerate(df.itertuples(index=False)):
@@ -333,7 +330,7 @@ def dip_list(store: InfluxStore, site_id: str, period: MonitoredPeriod, tz: str)
                 "duration_s": float(row.duration_s),
                 "level_pct": float(row.level_pct),
                 "itic": str(itic[i]),
-                "semi_f47": semi_f47_region(float(row.level_pct), float(row.duration_s)) if dip else None,
+                "semi_f47": str(semi[i]) if dip else None,
             }
         )
     return out

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import requests
 from selenium import webdriver
@@ -381,3 +382,13 @@ def requests_login(base: str, name: str, password: str) -> tuple[requests.Sessio
         timeout=WAIT_S,
     )
     return http, resp
+
+
+def dash_post(base: str, http: requests.Session, body: dict[str, Any]) -> requests.Response:
+    """One callback call as Dash's renderer makes it, CSRF header included."""
+    return http.post(
+        base + "/_dash-update-component",
+        json=body,
+        headers={"X-CSRFToken": http.cookies.get("_csrf_token")},
+        timeout=WAIT_S,
+    )

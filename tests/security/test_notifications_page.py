@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from analysis.alerts.subscriptions import subscribe, subscriptions
-from tests.browser.support import PASSWORD, WAIT_S, Dashboard, requests_login
+from tests.browser.support import PASSWORD, WAIT_S, Dashboard, dash_post, requests_login
 
 pytestmark = pytest.mark.integration
 
@@ -36,12 +36,7 @@ def press(site: Dashboard, http: requests.Session, button: str, **values: Any) -
         "state": [{"id": i, "property": p, "value": values.get(i.removeprefix("notif-"))} for i, p in STATES],
         "changedPropIds": [f"{button}.n_clicks"],
     }
-    r = http.post(
-        site.url + "/_dash-update-component",
-        json=body,
-        headers={"X-CSRFToken": http.cookies.get("_csrf_token")},
-        timeout=WAIT_S,
-    )
+    r = dash_post(site.url, http, body)
     assert r.status_code == 200, r.text[:300]
     return r.json()["response"]
 

@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from tests.browser.support import ACCOUNTS, OTHER_ACCOUNTS, PASSWORD, WAIT_S, Dashboard, requests_login
+from tests.browser.support import (
+    ACCOUNTS,
+    OTHER_ACCOUNTS,
+    PASSWORD,
+    WAIT_S,
+    Dashboard,
+    dash_post,
+    requests_login,
+)
 from tests.security.test_tenant_isolation import outputs_of
 
 pytestmark = pytest.mark.integration
@@ -38,12 +46,7 @@ def landing_page(site: Dashboard, name: str) -> str:
         "state": [{**s, "value": None} for s in router["state"]],
         "changedPropIds": ["_pages_location.pathname"],
     }
-    r = http.post(
-        site.url + "/_dash-update-component",
-        json=body,
-        headers={"X-CSRFToken": http.cookies.get("_csrf_token")},
-        timeout=WAIT_S,
-    )
+    r = dash_post(site.url, http, body)
     assert r.status_code == 200, r.text[:300]
     return json.dumps(r.json(), ensure_ascii=False)
 
@@ -85,12 +88,7 @@ def call(
         "state": [],
         "changedPropIds": [f"{inputs[0][0]}.{inputs[0][1]}"],
     }
-    r = http.post(
-        site.url + "/_dash-update-component",
-        json=body,
-        headers={"X-CSRFToken": http.cookies.get("_csrf_token")},
-        timeout=WAIT_S,
-    )
+    r = dash_post(site.url, http, body)
     assert r.status_code == 200, r.text[:300]
     return json.dumps(r.json(), ensure_ascii=False)
 

@@ -16,7 +16,7 @@ from typing import Any
 import dash
 import pytest
 
-from tests.browser.support import ACCOUNTS, PASSWORD, WAIT_S, Dashboard, requests_login
+from tests.browser.support import ACCOUNTS, PASSWORD, WAIT_S, Dashboard, dash_post, requests_login
 from tests.security.test_tenant_isolation import outputs_of
 
 pytestmark = pytest.mark.integration
@@ -129,12 +129,7 @@ def data_words(site: Dashboard) -> set[str]:
 
 
 def post(site: Dashboard, http: Any, body: dict[str, Any]) -> dict[str, Any]:
-    r = http.post(
-        site.url + "/_dash-update-component",
-        json=body,
-        headers={"X-CSRFToken": http.cookies.get("_csrf_token")},
-        timeout=WAIT_S,
-    )
+    r = dash_post(site.url, http, body)
     assert r.status_code in (200, 204), r.text[:300]
     return r.json() if r.status_code == 200 else {}
 
