@@ -15,12 +15,12 @@ from typing import Any
 import pandas as pd
 
 from analysis import fleet
-from analysis.calendar import day_range_ms, day_start_ms, days_between, local_day
 from analysis.comprehensive import class_vqr_mean_pct
 from analysis.outages import IEEE1366_SHORT_S
 from analysis.period import MonitoredPeriod, rows_in, site_periods
 from analysis.qualification import vqr_pct
 from analysis.reliability import rs1_pct
+from core.calendar import day_range_ms, day_start_ms, days_between, local_day
 from core.registry import Registry, Site
 from core.store import InfluxStore
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from analysis.calendar import MINUTE_MS
+from core.calendar import MINUTE_MS
 
 # Every phase below this share of nominal counts as an interruption (IEC 61000-4-30, 10 %).
 INTERRUPTION_FRACTION = 0.10

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from analysis.calendar import day_range_ms, day_start_ms, local_day
+from core.calendar import day_range_ms, day_start_ms, local_day
 from core.lineproto import quote_literal
 from core.store import InfluxStore
 

@@ -16,11 +16,11 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from analysis.calendar import day_start_ms
 from analysis.curves import ITIC_NO_DAMAGE, ITIC_PROHIBITED, SEMI_OUTSIDE, itic_regions, semi_f47_regions
 from analysis.en50160 import classify_dips, classify_swells
 from analysis.pq import gb14549_limits, unbalance_from_line_magnitudes
 from analysis.qualification import COMPARE_DECIMALS
+from core.calendar import day_start_ms
 
 FREQ_NOMINAL_HZ = 50.0
 FREQ_LIMIT_HZ = 0.2

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.calendar import MINUTE_MS
+from core.calendar import MINUTE_MS
 
 # Minute means and limits are rounded to this many decimals before comparing, so that
 # float noise (220 * 0.9 = 198.00000000000003) never turns a value at a limit into an excursion.

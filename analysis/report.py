@@ -14,7 +14,6 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from analysis.calendar import day_range_ms, days_between
 from analysis.curves import itic_regions, semi_f47_regions
 from analysis.dips import query_dips
 from analysis.period import (
@@ -29,6 +28,7 @@ from analysis.pq_daily import FREQ_LIMIT_HZ, UNBALANCE_LIMIT_PCT, plt_limit, thd
 from analysis.qualification import vqr_pct
 from analysis.reliability import rs1_pct
 from analysis.rollup import LINE_FIELDS, PHASE_NAMES
+from core.calendar import day_range_ms, days_between
 from core.lineproto import quote_literal
 from core.registry import Registry, Site
 from core.store import InfluxStore

@@ -14,8 +14,6 @@ import numpy as np
 import pandas as pd
 
 from analysis import outages as outage_rules
-from analysis.calendar import MINUTE_MS, day_start_ms
-from analysis.limits import Limits
 from analysis.qualification import (
     COMPARE_DECIMALS,
     classify_minutes,
@@ -24,6 +22,8 @@ from analysis.qualification import (
     outage_minute_mask,
     vqr_pct,
 )
+from core.calendar import MINUTE_MS, day_start_ms
+from core.limits import Limits
 
 PHASE_FIELDS = ("ua", "ub", "uc")
 LINE_FIELDS = ("uab", "ubc", "uca")

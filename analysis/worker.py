@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.calendar import day_start_ms, days_between, local_day
-from analysis.limits import validate_limits
 from analysis.pq_daily import PQ_EVENT_FIELDS, PQ_READING_FIELDS, pq_daily
 from analysis.rollup import VOLTAGE_FIELDS, RollupPolicy, SiteRollup, SiteSpec, rollup_site
+from core.calendar import day_start_ms, days_between, local_day
 from core.claims import Claim, WorkQueue, worker_id
+from core.limits import validate_limits
 from core.lineproto import check_ident, line, quote_literal
 from core.registry import Registry, Site
 from core.settings import Settings

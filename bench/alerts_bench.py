@@ -4,8 +4,8 @@ power_on to the restoration notice, with a fleet's one-minute readings flowing m
 
 One Mosquitto and one InfluxDB (started here, in a temp dir), a SQLite registry with
 ``--accounts`` key accounts (no feeder: each outage is its own incident) and
-``--background-accounts`` accounts whose meters send readings, ``python -m core.cli
-collector`` and ``python -m core.cli alerts run`` as subprocesses, the alert service posting
+``--background-accounts`` accounts whose meters send readings, ``python -m pqmon
+collector`` and ``python -m pqmon alerts run`` as subprocesses, the alert service posting
 to a webhook channel on a local HTTP receiver (a thread here that notes ``time.time()`` when
 a request's body has arrived). Per phase (one per ``--background-speed``):
 
@@ -73,7 +73,7 @@ NO_LIMIT_SHIM = (
     "import sys\n"
     "import analysis.alerts.channels as channels\n"
     "channels.RateLimiter.try_take = lambda self, recipient: True\n"
-    "from core.cli import main\n"
+    "from pqmon.cli import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
 
@@ -499,9 +499,7 @@ class Bench:
         rate = args.background_accounts / 60 * speed
 
         subscriber = self.spawn_role("subscriber", [])
-        collector = self.spawn(
-            [sys.executable, "-m", "core.cli", "collector"], env, phase_dir / "collector.log"
-        )
+        collector = self.spawn([sys.executable, "-m", "pqmon", "collector"], env, phase_dir / "collector.log")
         alerts: subprocess.Popen | None = None
         background = None
         notes: list[str] = []
@@ -526,7 +524,7 @@ class Bench:
             # starts after it, so that its voltage and silence watch finds the database (an alert
             # service that starts first reads it as missing and skips the watch from then on).
             wait_until(collector_ready, 60, "the collector")
-            alerts_argv = [sys.executable, "-m", "core.cli", "alerts", "run"]
+            alerts_argv = [sys.executable, "-m", "pqmon", "alerts", "run"]
             if args.no_rate_limit:
                 alerts_argv = [sys.executable, "-c", NO_LIMIT_SHIM, "alerts", "run"]
             alerts = self.spawn(alerts_argv, env, phase_dir / "alerts.log")

@@ -7,14 +7,14 @@ script starts (``LocalInflux``), then, in one run:
 
   (a) read raw: for every account, exactly the worker's queries (``analysis.worker.read_site``
       over the window a full pass uses), parsed into DataFrames; nothing else
-  (b) full roll-up: ``python -m core.cli worker --once --full`` as a subprocess; wall time and
+  (b) full roll-up: ``python -m pqmon worker --once --full`` as a subprocess; wall time and
       the child's peak RSS (``os.wait4``); repeated on a second database holding the first
       accounts/4 accounts, with (a) for those too, to show that memory does not grow with
       the number of accounts
   (c) incremental: one day of late data for 20 accounts (that day's readings, with a
       45-minute gap, and a power_off/power_on pair) is written, the (site, day) pairs are
       marked dirty as the collector does (``Registry.mark_dirty``), then
-      ``python -m core.cli worker --once`` (an incremental pass) is timed
+      ``python -m pqmon worker --once`` (an incremental pass) is timed
   (d) month report of every account from the roll-ups: ``fleet_report`` in-process
       (and ``site_report`` for every account, reported separately, no target)
 
@@ -476,7 +476,7 @@ class Bench:
         return seconds, rows, values
 
     def worker(self, d: Db, full: bool, tag: str) -> Child:
-        argv = [sys.executable, "-m", "core.cli", "worker", "--once"] + (["--full"] if full else [])
+        argv = [sys.executable, "-m", "pqmon", "worker", "--once"] + (["--full"] if full else [])
         child = run_child(argv, self.env(d), self.root / f"worker-{tag}.log", self.influx.proc.pid)
         if child.rc != 0:
             raise RuntimeError(f"worker exited with {child.rc}:\n{child.output[-3000:]}")
@@ -585,7 +585,7 @@ class Bench:
                 "--",
                 sys.executable,
                 "-m",
-                "core.cli",
+                "pqmon.cli",
                 "worker",
                 "--once",
                 *extra,

@@ -5,7 +5,7 @@ One run, one Mosquitto and one InfluxDB (both started here, in a temp dir), all 
 
   (a) bare paho-mqtt subscriber that only parses the JSON of single-reading messages
   (b) plain HTTP POSTs of pre-built line protocol for the same points as (d), 5000 per POST
-  (c) pqmon's collector (``python -m core.cli collector``, a subprocess) on single-reading messages
+  (c) pqmon's collector (``python -m pqmon collector``, a subprocess) on single-reading messages
   (d) pqmon's collector on batch messages (``--batch`` readings per message)
 
 Throughput: each MQTT consumer drains a persistent session that was filled beforehand with
@@ -520,7 +520,7 @@ class Bench:
         log_path = self.tmp / f"{env['PQMON_MQTT_CLIENT_ID']}.log"
         log = open(log_path, "ab")  # noqa: SIM115 - owned by the child
         proc = subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "collector"],
+            [sys.executable, "-m", "pqmon", "collector"],
             env=env,
             cwd=ROOT,
             stdout=log,

@@ -60,8 +60,8 @@ import requests  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 from analysis.alerts.state import FIRING, AlertRow  # noqa: E402
-from analysis.calendar import day_start_ms  # noqa: E402
 from bench._bench import machine_basics  # noqa: E402 - needs ROOT on sys.path
+from core.calendar import day_start_ms  # noqa: E402
 from core.lineproto import line  # noqa: E402
 from core.registry import Registry  # noqa: E402
 from core.servers import LocalInflux, free_port  # noqa: E402

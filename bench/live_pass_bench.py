@@ -7,14 +7,14 @@ started by this script) and one SQLite registry hold N three-phase accounts with
 readings (ua, ub, uc, interval_s) for today, from ``--hours`` before now (at most from local
 midnight) to ten minutes ago. Then:
 
-  warm-up  ``python -m core.cli worker --once --full`` as a subprocess: the sites have
+  warm-up  ``python -m pqmon worker --once --full`` as a subprocess: the sites have
            roll-ups and the worker a previous pass, as in a running system
   new data the last ten minutes of every site are written and (site, today) marked dirty as
            the collector does (``Registry.mark_dirty``)
   bulk     the same raw data read in bulk, in-process: ``analysis.worker.read_chunk`` for the
            chunks the worker forms (CHUNK_SITES sites, one query per measurement, grouped by
            site), parsed into DataFrames; nothing else
-  pass     ``python -m core.cli worker --once`` (incremental) as a subprocess: the pass time the
+  pass     ``python -m pqmon worker --once`` (incremental) as a subprocess: the pass time the
            worker logs, its wall time with start-up, peak RSS (``os.wait4``), InfluxDB's CPU
 
 Targets: pass <= 2 x bulk at every N; ms per site falls as N grows; 10,000 sites <= 60 s;
@@ -130,7 +130,7 @@ class Bench:
         return env
 
     def worker(self, n: int, tag: str, *extra: str):  # type: ignore[no-untyped-def]
-        argv = [sys.executable, "-m", "core.cli", "worker", "--once", *extra]
+        argv = [sys.executable, "-m", "pqmon", "worker", "--once", *extra]
         env = self.env(n)
         log = self.root / f"worker-{n}-{tag}.log"
         c0 = proc_cpu_s(self.influx.proc.pid)

@@ -44,11 +44,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from analysis.limits import default_limits  # noqa: E402
 from analysis.rollup import RollupPolicy, SiteSpec, rollup_site  # noqa: E402
 from analysis.worker import outage_lines, run_once, to_lines  # noqa: E402
 from bench._bench import machine_basics  # noqa: E402
 from bench.analysis_bench import _voltages, account, day_start_ms  # noqa: E402
+from core.limits import default_limits  # noqa: E402
 from core.registry import Registry  # noqa: E402
 from core.servers import LocalInflux  # noqa: E402
 from core.settings import load_settings  # noqa: E402
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         cli_env = {**env, "PATH": "/usr/bin:/bin"}
         t0 = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "core.cli", "report", sample[0], "--from", str(first), "--to", str(last)],
+            [sys.executable, "-m", "pqmon", "report", sample[0], "--from", str(first), "--to", str(last)],
             env=cli_env, check=True, capture_output=True,
         )  # fmt: skip
         cli_s = time.perf_counter() - t0

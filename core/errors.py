@@ -7,7 +7,7 @@
           +-- StoreUnavailable   InfluxDB unreachable or 5xx: retry later
           +-- StoreRejected      InfluxDB said 4xx: the data or query is wrong, do not retry
 
-Only the command-line edge (core.cli) turns these into messages and exit codes.
+Only the command-line edge (pqmon.cli) turns these into messages and exit codes.
 """
 
 

@@ -746,7 +746,7 @@ class Registry:
     ) -> None:
         """A planned window added, moved or cancelled turns its outages planned or unplanned:
         every local day it touches, of every site it covers, is computed again."""
-        from analysis.calendar import days_between, local_day
+        from core.calendar import days_between, local_day
 
         def day(moment: datetime) -> date:
             return local_day(int(moment.replace(tzinfo=UTC).timestamp() * 1000), tz)
@@ -876,7 +876,7 @@ def _opt_float(raw: str | None, name: str) -> float | None:
 
 
 def parse_row(raw: dict[str, str]) -> tuple[SiteRow, str, float]:
-    from analysis.limits import validate_limits  # the limit rules live with the analysis
+    from core.limits import validate_limits  # the limit rules live with the analysis
 
     site_id = raw["site_id"].strip()
     meter_id = raw["meter_id"].strip()

@@ -379,7 +379,7 @@ def parse_local(text: object, tz: str) -> int | None:
 
 
 def day_bounds_ms(day_from: date, day_to: date, tz: str) -> tuple[int, int]:
-    from analysis.calendar import day_range_ms
+    from core.calendar import day_range_ms
 
     start, end = day_range_ms(day_from, day_to, tz)
     return int(start), int(end)

@@ -15,8 +15,8 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from analysis.calendar import day_range_ms, local_day
 from analysis.worker import LAST_PASS_KEY
+from core.calendar import day_range_ms, local_day
 from core.lineproto import quote_literal
 from core.store import InfluxStore
 from dashboard.context import DashboardContext

@@ -17,8 +17,8 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, request, send_file
 
+from analysis import report_csv
 from analysis.report import site_report
-from core import report_csv
 from core.registry import ROLES, Site
 from core.settings import LANGS
 from dashboard import authz

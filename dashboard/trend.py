@@ -21,9 +21,9 @@ import dash_mantine_components as dmc
 import pandas as pd
 from dash import html
 
-from analysis.calendar import day_range_ms
-from analysis.limits import Limits, validate_limits
 from analysis.report import site_report
+from core.calendar import day_range_ms
+from core.limits import Limits, validate_limits
 from core.lineproto import quote_literal
 from core.registry import Meter, Site
 from core.store import InfluxStore

@@ -29,5 +29,7 @@ ensure_venv() {
   fi
   [ -x .venv/bin/python ] || "$py" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e "$spec"
+  # compat mode: the checkout itself goes on sys.path (a .pth file), so the build has nothing to
+  # warn about; the default meta-path finder warns on every install of a flat layout.
+  .venv/bin/python -m pip install -q -e "$spec" --config-settings editable_mode=compat
 }

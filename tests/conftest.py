@@ -87,7 +87,7 @@ def pqmon_env(
 def run_pqmon(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the real command line, as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", "core.cli", *args],
+        [sys.executable, "-m", "pqmon", *args],
         env=env,
         capture_output=True,
         text=True,

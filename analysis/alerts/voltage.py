@@ -55,12 +55,12 @@ from analysis.alerts.engine import (
     AlertEngine,
     PowerEvent,
 )
-from analysis.calendar import MINUTE_MS, day_start_ms
-from analysis.limits import validate_limits
 from analysis.outages import INTERRUPTION_FRACTION
 from analysis.qualification import COMPARE_DECIMALS, minute_means
 from analysis.rollup import LINE_FIELDS, PHASE_FIELDS, PHASE_NAMES
+from core.calendar import MINUTE_MS, day_start_ms
 from core.errors import ConfigError
+from core.limits import validate_limits
 from core.registry import Registry, Site
 from core.store import InfluxStore
 

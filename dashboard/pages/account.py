@@ -17,8 +17,8 @@ import dash_ag_grid as dag
 import dash_mantine_components as dmc
 from dash import Input, Output, State, dcc, html
 
-from analysis.calendar import day_range_ms
 from analysis.dips import query_dips
+from core.calendar import day_range_ms
 from core.errors import PqmonError
 from core.registry import ROLES, WINDOW_ACTIVE, Site
 from dashboard import authz

@@ -24,8 +24,8 @@ from dash import Input, Output, html
 from sqlalchemy import func, select
 
 from analysis.alerts.state import OPEN_STATES, AlertRow
-from analysis.calendar import day_range_ms
 from analysis.period import MonitoredPeriod, commissioning, monitored_period
+from core.calendar import day_range_ms
 from core.errors import PqmonError
 from core.registry import ROLES, Registry, Site
 from core.store import InfluxStore

@@ -18,7 +18,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from analysis.calendar import day_start_ms
+from core.calendar import day_start_ms
 from core.lineproto import line
 from core.registry import Registry
 from core.settings import Settings

@@ -132,7 +132,7 @@ class CollectorProcess:
     def start(self) -> CollectorProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "collector"],
+            [sys.executable, "-m", "pqmon", "collector"],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

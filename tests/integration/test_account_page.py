@@ -22,8 +22,8 @@ import requests
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from analysis.alerts.notices import NoticeBook
-from analysis.calendar import day_start_ms
 from analysis.report import site_report
+from core.calendar import day_start_ms
 from core.lineproto import line
 from core.registry import Registry
 from core.servers import LocalInflux, free_port

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from analysis.alerts.engine import LAST_MILE, MONTH_VQR, OUTAGE, OUTAGE_BUDGET, SEMI_F47, PowerEvent
 from analysis.alerts.state import AlertRow
 from analysis.alerts.voltage import ConditionRule, ConditionWatch, outage_budget_min
-from analysis.calendar import day_start_ms
+from core.calendar import day_start_ms
 from core.lineproto import line
 from core.registry import Registry
 from core.store import InfluxStore

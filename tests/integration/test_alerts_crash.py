@@ -38,7 +38,7 @@ KILLS = 3
 def start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as fh:
         return subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "alerts", "run"], env=env, stdout=fh, stderr=fh
+            [sys.executable, "-m", "pqmon", "alerts", "run"], env=env, stdout=fh, stderr=fh
         )
 
 

@@ -86,7 +86,7 @@ class AlertService:
     def start(self) -> AlertService:
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "alerts", "run"],
+            [sys.executable, "-m", "pqmon", "alerts", "run"],
             env=self.env,
             stdout=self.log,
             stderr=self.log,

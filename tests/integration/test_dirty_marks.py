@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
-from analysis.calendar import day_start_ms
+from core.calendar import day_start_ms
 from core.registry import Registry
 from core.store import InfluxStore
 from tests.conftest import BOTH_REGISTRIES, run_pqmon

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from analysis.calendar import day_range_ms
 from analysis.worker import LAST_PASS_KEY
 from core.accounts import Accounts
+from core.calendar import day_range_ms
 from core.lineproto import line
 from core.registry import Registry
 from core.servers import LocalInflux

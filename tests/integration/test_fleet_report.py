@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from analysis.calendar import MINUTE_MS, day_start_ms
+from core.calendar import MINUTE_MS, day_start_ms
 from core.lineproto import line
 from core.store import InfluxStore
 from tests.conftest import run_pqmon

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.calendar import MINUTE_MS, day_start_ms
+from core.calendar import MINUTE_MS, day_start_ms
 from core.servers import wait_until
 from core.store import InfluxStore
 from tests.conftest import BOTH_REGISTRIES, run_pqmon

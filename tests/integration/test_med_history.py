@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from analysis.calendar import day_start_ms
+from core.calendar import day_start_ms
 from core.lineproto import line
 from core.store import InfluxStore
 from tests.conftest import BOTH_REGISTRIES, run_pqmon

@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from analysis.calendar import MINUTE_MS, day_start_ms
 from analysis.report import site_report
 from analysis.worker import run_once
+from core.calendar import MINUTE_MS, day_start_ms
 from core.lineproto import line
 from core.registry import Registry
 from core.servers import LocalInflux

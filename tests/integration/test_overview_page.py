@@ -14,7 +14,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from analysis.alerts.state import FIRING, AlertRow
-from analysis.calendar import day_start_ms
+from core.calendar import day_start_ms
 from core.lineproto import line
 from core.registry import Registry
 from core.servers import LocalInflux, free_port

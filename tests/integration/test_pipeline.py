@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 import paho.mqtt.client as mqtt
 import pytest
 
-from analysis.calendar import MINUTE_MS, day_start_ms
 from collector.deadletter import DeadLetters
+from core.calendar import MINUTE_MS, day_start_ms
 from core.servers import wait_until
 from core.store import InfluxStore
 from tests.conftest import BOTH_REGISTRIES, run_pqmon
@@ -71,7 +71,7 @@ def test_pipeline_vqr1_end_to_end(pqmon_env: dict[str, str], tmp_path: Path, sce
     assert "sites: 2 added" in imported.stdout
 
     collector = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "collector"],
+        [sys.executable, "-m", "pqmon", "collector"],
         env=pqmon_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

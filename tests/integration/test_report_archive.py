@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from analysis.alerts.state import OutboxRow
 from analysis.alerts.subscriptions import subscribe
-from analysis.calendar import MINUTE_MS, day_start_ms
+from core.calendar import MINUTE_MS, day_start_ms
 from core.lineproto import line
 from core.registry import Registry
 from core.store import InfluxStore
@@ -131,7 +131,7 @@ def test_the_running_worker_issues_the_closed_month_by_itself(
     write_day(store, "A002", last)
     store.close()
     log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen([sys.executable, "-m", "core.cli", "worker"], env=env, stdout=log, stderr=log)
+    worker = subprocess.Popen([sys.executable, "-m", "pqmon", "worker"], env=env, stdout=log, stderr=log)
     registry = Registry(env["PQMON_REGISTRY_URL"])
     try:
         deadline = time.monotonic() + 120

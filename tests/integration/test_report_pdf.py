@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from analysis.calendar import MINUTE_MS, day_start_ms
+from core.calendar import MINUTE_MS, day_start_ms
 from core.lineproto import line
 from core.store import InfluxStore
 from tests.conftest import run_pqmon

@@ -19,7 +19,7 @@ from core.errors import PqmonError
 from core.registry import Registry
 from core.servers import LocalMosquitto, free_port, wait_until
 from core.settings import load_settings
-from core.stack import Supervisor, seed_registry, up
+from pqmon.stack import Supervisor, seed_registry, up
 from simulator.fleet import DAY_MS, Fleet, make_fleet
 from simulator.publish import PublishStats, due_messages, run
 

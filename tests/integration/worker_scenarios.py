@@ -26,11 +26,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from analysis.calendar import MINUTE_MS, day_start_ms, days_between, local_day
 from analysis.rollup import RollupPolicy, rollup_site
 from analysis.worker import NOT_STORED, run_once, site_spec
 from collector.contract import decode
 from collector.service import BUCKET_MS, local_days, meter_infos
+from core.calendar import MINUTE_MS, day_start_ms, days_between, local_day
 from core.registry import Registry
 from core.settings import Settings, load_settings
 from core.store import InfluxStore

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.limits import validate_limits
+from core.limits import validate_limits
 from dashboard.charts import (
     MAX_POINTS,
     NICE_BUCKETS_S,

@@ -5,8 +5,8 @@ from datetime import date, timedelta
 import pandas as pd
 import pytest
 
-from analysis.calendar import day_start_ms
 from analysis.report import en50160_weeks, required_10min
+from core.calendar import day_start_ms
 
 TZ = "Asia/Shanghai"
 MONDAY = date(2025, 3, 3)

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.calendar import MINUTE_MS, day_start_ms
 from analysis.comprehensive import (
     class_vqr_mean_pct,
     class_vqr_pooled_pct,
@@ -27,6 +26,7 @@ from analysis.fleet import (
     med_threshold,
 )
 from analysis.outages import Outage
+from core.calendar import MINUTE_MS, day_start_ms
 
 TZ = "Asia/Shanghai"
 YEAR_H = 8760.0

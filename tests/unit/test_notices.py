@@ -41,9 +41,9 @@ from analysis.alerts.notices import (
     render_notice,
 )
 from analysis.alerts.state import IncidentRow, OutboxRow
-from core import cli
 from core.errors import ConfigError, RegistryError
 from core.registry import Contact, Registry
+from pqmon import cli
 
 S, MIN, H, D = 1000, 60_000, 3_600_000, 86_400_000
 T0 = int(datetime(2026, 3, 2, 1, 0, tzinfo=UTC).timestamp() * 1000)  # 2026-03-02 09:00 in Shanghai

@@ -16,9 +16,9 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analysis.calendar import MINUTE_MS, day_start_ms
-from analysis.limits import Limits
 from analysis.rollup import RollupPolicy, SiteSpec, rollup_site
+from core.calendar import MINUTE_MS, day_start_ms
+from core.limits import Limits
 
 TZ = "Asia/Shanghai"
 FIRST_DAY = date(2026, 3, 1)

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.calendar import MINUTE_MS, day_start_ms
-from analysis.limits import Limits, default_limits, validate_limits
 from analysis.qualification import classify_minutes, minute_means, outage_minute_mask, vqr_pct
 from analysis.rollup import RollupPolicy, SiteSpec, rollup_site
+from core.calendar import MINUTE_MS, day_start_ms
+from core.limits import Limits, default_limits, validate_limits
 
 TZ = "Asia/Shanghai"
 DAY = date(2026, 10, 5)

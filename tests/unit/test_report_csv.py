@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.report_csv import cell, fleet_tables, sibling, site_tables, write_tables
+from analysis.report_csv import cell, fleet_tables, sibling, site_tables, write_tables
 
 REPR = re.compile(r"^(True|False|None|nan)$")
 

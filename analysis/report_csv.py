@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from analysis.fleet_report import LAST_MILE_COLUMNS, SITE_COLUMNS
+
 OUTAGE_COLUMNS = (
     "start",
     "end",
@@ -119,8 +121,6 @@ def site_tables(report: Mapping[str, Any]) -> dict[str, str]:
 
 def fleet_tables(report: Mapping[str, Any]) -> dict[str, str]:
     """The fleet report: one row per account (main), the fleet's indices, the last-mile list."""
-    from analysis.fleet_report import LAST_MILE_COLUMNS, SITE_COLUMNS  # core does not import analysis eagerly
-
     indices = figures(report, skip=("sites", "last_mile"))
     return {
         MAIN: table(SITE_COLUMNS, report.get("sites") or []),

@@ -114,8 +114,8 @@ class Supervisor:
 
 
 def child_commands(accounts: int, seed: int, speed: float, days: float) -> list[tuple[str, list[str]]]:
-    """The services, in start order (the lead's ``core.cli`` subcommands)."""
-    py = [sys.executable, "-m", "core.cli"]
+    """The services, in start order (the lead's ``pqmon.cli`` subcommands)."""
+    py = [sys.executable, "-m", "pqmon"]
     return [
         ("collector", [*py, "collector"]),
         ("worker", [*py, "worker"]),

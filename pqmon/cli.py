@@ -44,7 +44,7 @@ def _stop_event() -> threading.Event:
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    from core.stack import up
+    from pqmon.stack import up
 
     return up(
         accounts=args.accounts,
@@ -169,9 +169,9 @@ def cmd_user_token(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from analysis import report_csv
     from analysis.fleet_report import fleet_report
     from analysis.report import site_report
-    from core import report_csv
     from core.registry import Registry
 
     if bool(args.fleet) == bool(args.site):
