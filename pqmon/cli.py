@@ -293,6 +293,12 @@ def cmd_deadletter_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
+    from pqmon.health import run
+
+    return run(args.target, settings, wait_s=args.wait, max_age_s=args.max_age)
+
+
 def cmd_broker_credentials(args: argparse.Namespace, settings: Settings) -> int:
     from collector.broker import write_credentials
     from core.registry import Registry
@@ -810,6 +816,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason")
     p.add_argument("--site")
     p.set_defaults(func=cmd_deadletter_replay)
+
+    p = sub.add_parser("health", help="is a service doing its work? exit 0 if so (container health checks)")
+    p.add_argument(
+        "target",
+        nargs="?",
+        default="auto",
+        choices=("auto", "collector", "dashboard", "worker", "alerts", "registry"),
+        help="the service to check (auto: the one this container runs)",
+    )
+    p.add_argument("--wait", type=float, default=0.0, help="seconds to keep checking until healthy")
+    p.add_argument(
+        "--max-age",
+        type=float,
+        help="worker: seconds since the last pass began (default 3 intervals + 600);"
+        " alerts: seconds a due notification may wait (default 300)",
+    )
+    p.set_defaults(func=cmd_health)
     return parser
 
 
