@@ -822,7 +822,7 @@ def build_parser() -> argparse.ArgumentParser:
         "target",
         nargs="?",
         default="auto",
-        choices=("auto", "collector", "dashboard", "worker", "alerts", "registry"),
+        choices=("auto", "collector", "dashboard", "worker", "alerts", "mqtt", "registry"),
         help="the service to check (auto: the one this container runs)",
     )
     p.add_argument("--wait", type=float, default=0.0, help="seconds to keep checking until healthy")

@@ -13,6 +13,8 @@ whose main process died has stopped anyway):
 - ``alerts``: no notification has been due for longer than ``--max-age`` and still waits in the
   registry's outbox, i.e. the alert service is picking up what it owes. With nothing owed it checks
   that the registry answers.
+- ``mqtt``: the broker of ``PQMON_MQTT_URL`` accepts this service's credentials (the simulator's
+  check: it publishes nothing while the broker refuses it).
 - ``registry``: the registry database accepts a connection. The migrate service of
   docker-compose.yml waits on it (``--wait``) before ``pqmon db upgrade``, as PostgreSQL may still
   be starting.
@@ -31,7 +33,7 @@ from pathlib import Path
 
 from core.settings import Settings
 
-TARGETS = ("auto", "collector", "dashboard", "worker", "alerts", "registry")
+TARGETS = ("auto", "collector", "dashboard", "worker", "alerts", "mqtt", "registry")
 HTTP_TIMEOUT_S = 5.0
 # Service command (the words after ``pqmon``) -> the check that fits it.
 COMMANDS = {
@@ -39,6 +41,7 @@ COMMANDS = {
     ("dashboard",): "dashboard",
     ("worker",): "worker",
     ("alerts", "run"): "alerts",
+    ("simulate",): "mqtt",
 }
 # The worker's marker, a copy of analysis.worker.LAST_PASS_KEY (not imported: that pulls in pandas).
 LAST_PASS_KEY = "worker.last_pass_ms"
@@ -168,6 +171,39 @@ def check_alerts(settings: Settings, max_age_s: float, now: Callable[[], float] 
     return _with_registry(settings, query)
 
 
+def check_mqtt(settings: Settings, timeout_s: float = HTTP_TIMEOUT_S) -> Result:
+    import os
+    import ssl
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    target = settings.mqtt
+    where = f"{'mqtts' if target.tls else 'mqtt'}://{target.host}:{target.port}"
+    answer: list[object] = []
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pqmon-health-{os.getpid()}")
+    client.on_connect = lambda _c, _u, _f, reason, _p: answer.append(reason)
+    if target.username:
+        client.username_pw_set(target.username, target.password)
+    try:
+        if target.tls:
+            client.tls_set(ca_certs=settings.mqtt_ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
+        client.connect(target.host, target.port, keepalive=10)
+        deadline = time.monotonic() + timeout_s
+        while not answer and time.monotonic() < deadline:
+            client.loop(timeout=0.2)
+    except (OSError, ValueError) as exc:
+        return False, f"{where}: {exc}"
+    finally:
+        client.disconnect()
+    if not answer:
+        return False, f"{where}: no answer to CONNECT within {timeout_s:g}s"
+    reason = answer[0]
+    if getattr(reason, "is_failure", False):
+        return False, f"{where} refused {target.username or 'anonymous'}: {reason}"
+    return True, f"{where} accepts {target.username or 'anonymous'}"
+
+
 def target_of(cmdline: list[str]) -> str | None:
     """The check for a command line such as ``python /venv/bin/pqmon alerts run`` (None: none fits)."""
     words = list(cmdline)
@@ -206,6 +242,8 @@ def check(target: str, settings: Settings, max_age_s: float | None = None) -> Re
         return check_worker(settings, age)
     if target == "alerts":
         return check_alerts(settings, age)
+    if target == "mqtt":
+        return check_mqtt(settings)
     if target == "registry":
         return check_registry(settings)
     raise ValueError(f"unknown health target {target!r}; one of {', '.join(TARGETS)}")
