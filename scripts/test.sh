@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-need_apt mosquitto influxdb postgresql chromium chromium-driver python3-venv fonts-wqy-microhei poppler-utils
+need_apt mosquitto influxdb postgresql chromium chromium-driver python3-venv fonts-wqy-microhei poppler-utils docker-compose
 ensure_venv dev
 .venv/bin/ruff check .
 .venv/bin/mypy
