@@ -108,8 +108,12 @@ def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from simulator.live import parse_planned
     from simulator.publish import run
 
+    since_ms = None
+    if args.since is not None:
+        since_ms = int(datetime.combine(args.since, time(0), ZoneInfo(settings.tz)).timestamp() * 1000)
     run(
         settings,
         accounts=args.accounts,
@@ -118,6 +122,9 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         days=args.days,
         interval_s=args.interval,
         stop_event=_stop_event(),
+        since_ms=since_ms,
+        live_interval_s=args.live_interval,
+        planned=tuple(parse_planned(text) for text in args.planned or ()),
     )
     return 0
 
@@ -640,10 +647,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "up", help="the whole local stack on loopback (Mosquitto, InfluxDB, services, simulator)"
     )
-    p.add_argument("--accounts", type=int, default=50)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second")
-    p.add_argument("--days", type=int, default=7, help="days of history the simulator backfills")
+    p.add_argument("--accounts", type=int, default=50, help="key accounts in the simulated fleet")
+    p.add_argument("--seed", type=int, default=1, help="the fleet and its history: same seed, same data")
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=60.0,
+        help="live incidents (outages, voltage excursions, silent meters) this many times as often as in"
+        " the history, each lasting a few minutes; time itself is not sped up (readings never pass now)",
+    )
+    p.add_argument(
+        "--days",
+        type=float,
+        default=None,
+        help="days of history to backfill (default: from the 1st of last month, so this month, last month"
+        " and last month's reports have data)",
+    )
     p.add_argument("--port", type=int, default=8050, help="dashboard port")
     p.set_defaults(func=cmd_up)
 
@@ -661,9 +680,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="a realistic fleet publishing over MQTT")
     p.add_argument("--accounts", type=int, default=50)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--speed", type=float, default=1.0)
-    p.add_argument("--days", type=int, default=7)
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="live incidents this many times as often as in the history (on the wall clock)",
+    )
+    p.add_argument("--days", type=float, default=7, help="days of history to backfill")
+    p.add_argument("--since", type=_day, help="backfill from this local day (PQMON_TZ) instead of --days")
     p.add_argument("--interval", type=int, default=900, help="reading interval in seconds")
+    p.add_argument(
+        "--live-interval", type=int, help="reading interval once live, e.g. 60 (default: --interval)"
+    )
+    p.add_argument(
+        "--planned",
+        action="append",
+        metavar="SITE,START,END",
+        help="carry out an announced window: SITE (a feeder cuts its accounts) without supply from START"
+        " to END (ISO times, e.g. 2026-12-01T14:00+08:00; repeat)",
+    )
     p.set_defaults(func=cmd_simulate)
 
     reg = sub.add_parser("registry", help="sites and meters").add_subparsers(dest="sub", required=True)

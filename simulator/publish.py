@@ -5,10 +5,16 @@ retained ``online`` status and ``offline`` as its last will, so the broker's ACL
 collector's topic check see what real meters would send. Publishing is QoS 1 and every
 message is waited for (PUBACK) before the run ends, so a clean stop loses nothing.
 
-The run first backfills ``days`` of history up to now in batches (gateways upload arrays),
-then goes live on a simulated clock that advances ``speed`` times faster than real time but
-never passes real now. Events are published when their meter reports them, after power has
-come back and often hours later.
+The run first backfills the history up to now in batches (gateways upload arrays): ``days``
+back, or from ``since_ms``. Events of the history model are published when their meter
+reports them, after power has come back and often hours later.
+
+Then it goes live on the wall clock: readings every ``live_interval_s`` as their windows end,
+and, at ``speed`` S above 1, the incidents of :class:`simulator.live.LiveScenario` S times as
+often as in the history. The clock is never run ahead of real now: the collector refuses
+readings from the future, and "today", the alert rules' last hour and a silent meter's
+three intervals are all measured on the wall clock downstream, so a faster clock would show
+nothing or, replayed behind now, make every meter look silent.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from core.errors import PqmonError
 from core.settings import MqttTarget, Settings
 from simulator.fleet import DAY_MS, Fleet, MeterSpec, check_interval, make_fleet
+from simulator.live import LiveScenario, PlannedCut, expected_per_hour
 
 log = logging.getLogger(__name__)
 
@@ -62,25 +69,55 @@ class PublishStats:
 
 
 def due_messages(
-    fleet: Fleet, after_ms: int, until_ms: int, interval_s: int, batch: int = BATCH_READINGS
+    fleet: Fleet,
+    after_ms: int,
+    until_ms: int,
+    interval_s: int,
+    batch: int = BATCH_READINGS,
+    live: LiveScenario | None = None,
 ) -> list[Outgoing]:
     """Messages the fleet publishes in ``(after_ms, until_ms]``.
 
     A reading is due when its window ends (``ts + interval_s``); an event when its meter
-    reports it. Cutting a period in pieces gives the same messages as the whole.
+    reports it. Cutting a period in pieces gives the same messages as the whole. ``live``
+    adds the live part's incidents (gaps, excursions, outage events).
     """
+    return reading_messages(fleet, after_ms, until_ms, interval_s, batch, live) + event_messages(
+        fleet, after_ms, until_ms, live
+    )
+
+
+def reading_messages(
+    fleet: Fleet,
+    after_ms: int,
+    until_ms: int,
+    interval_s: int,
+    batch: int = BATCH_READINGS,
+    live: LiveScenario | None = None,
+) -> list[Outgoing]:
+    """The readings of :func:`due_messages`: windows that end in ``(after_ms, until_ms]``."""
     step = interval_s * 1000
     first_ts = ((after_ms - step) // step + 1) * step
     end_ts = ((until_ms - step) // step + 1) * step
     out: list[Outgoing] = []
     for m in fleet.meters:
         readings = fleet.readings(m, first_ts, end_ts, interval_s)
+        if live is not None:
+            readings = live.apply(m, readings, interval_s)
         for i in range(0, len(readings), batch):
             chunk = readings[i : i + batch]
             out.append(Outgoing(m.topic("reading"), _dumps(chunk), readings=len(chunk)))
-    for m, event in fleet.events_reported(after_ms, until_ms):
-        out.append(Outgoing(m.topic("event"), _dumps(event), events=1))
     return out
+
+
+def event_messages(
+    fleet: Fleet, after_ms: int, until_ms: int, live: LiveScenario | None = None
+) -> list[Outgoing]:
+    """The events of :func:`due_messages`: those published in ``(after_ms, until_ms]``."""
+    events = fleet.events_reported(after_ms, until_ms)
+    if live is not None:
+        events += live.events_due(after_ms, until_ms)
+    return [Outgoing(m.topic("event"), _dumps(event), events=1) for m, event in events]
 
 
 def _dumps(obj: Any) -> bytes:
@@ -247,15 +284,24 @@ def run(
     interval_s: int = 900,
     stop_event: threading.Event | None = None,
     clock: Callable[[], float] = time.time,
+    *,
+    since_ms: int | None = None,
+    live_interval_s: int | None = None,
+    planned: tuple[PlannedCut, ...] = (),
 ) -> PublishStats:
     """Publish the fleet for ``seed`` until ``stop_event`` is set (or Ctrl-C / SIGTERM).
 
-    ``clock`` returns real now in epoch seconds; tests inject a fixed one so that the
-    backfill covers a known period and the live phase publishes nothing new.
+    The history starts ``days`` before now, or at ``since_ms`` when given, and is published at
+    ``interval_s``; the live part at ``live_interval_s`` (default: the same), with incidents
+    ``speed`` times as often as in the history (see :mod:`simulator.live`) and the ``planned``
+    windows carried out. ``clock`` returns real now in epoch seconds; tests inject a fixed
+    one so that the backfill covers a known period and the live phase publishes nothing new.
     """
     if speed <= 0 or days < 0:
         raise ValueError(f"speed must be positive and days not negative, got {speed}, {days}")
     check_interval(interval_s)
+    live_interval_s = live_interval_s or interval_s
+    check_interval(live_interval_s)
     stop = stop_event or threading.Event()
     fleet = make_fleet(accounts, seed)
     restore = _stop_on_sigterm(stop)
@@ -265,14 +311,14 @@ def run(
         publisher.wait_connected()
         publisher.status("online")
         now_ms = int(clock() * 1000)
-        stats.backfill_from_ms = now_ms - int(days * DAY_MS)
+        stats.backfill_from_ms = now_ms - int(days * DAY_MS) if since_ms is None else min(since_ms, now_ms)
         stats.backfill_to_ms = stats.published_to_ms = now_ms
         log.info(
-            "simulating %d accounts and %d feeders (seed %d); backfilling %g day(s)",
+            "simulating %d accounts and %d feeders (seed %d); backfilling %.1f day(s)",
             len(fleet.accounts),
             len(fleet.feeders),
             seed,
-            days,
+            (now_ms - stats.backfill_from_ms) / DAY_MS,
         )
         t0 = time.monotonic()
         backfill = due_messages(fleet, stats.backfill_from_ms, now_ms, interval_s)
@@ -286,7 +332,11 @@ def run(
             stats.readings,
             stats.events,
         )
-        _live(publisher, fleet, interval_s, speed, stop, clock)
+        scenario = LiveScenario(fleet, speed, now_ms, planned)
+        if speed > 1:
+            rates = ", ".join(f"{v:.1f} {k}s" for k, v in expected_per_hour(fleet, speed).items())
+            log.info("live at %g x the history's incidents: about %s an hour", speed, rates)
+        _live(publisher, fleet, scenario, interval_s, live_interval_s, stop, clock)
     except KeyboardInterrupt:
         log.info("interrupted")
     finally:
@@ -309,22 +359,26 @@ def run(
 def _live(
     publisher: FleetPublisher,
     fleet: Fleet,
+    scenario: LiveScenario,
     interval_s: int,
-    speed: float,
+    live_interval_s: int,
     stop: threading.Event,
     clock: Callable[[], float],
 ) -> None:
+    """Publish on the wall clock: readings from the end of the backfill's last window at the
+    live interval, events from the backfill's end."""
     stats = publisher.stats
-    sim_start_ms = stats.published_to_ms
-    real_start = clock()
+    step = interval_s * 1000
+    readings_to = stats.backfill_to_ms // step * step  # the backfill's last window ended here
     last_log = time.monotonic()
     while not stop.wait(TICK_S):
-        real_now = clock()
-        sim_ms = int(min(real_now * 1000, sim_start_ms + speed * (real_now - real_start) * 1000))
-        if sim_ms > stats.published_to_ms:
-            publisher.send(due_messages(fleet, stats.published_to_ms, sim_ms, interval_s))
+        now = int(clock() * 1000)
+        if now > stats.published_to_ms:
+            batch = reading_messages(fleet, readings_to, now, live_interval_s, live=scenario)
+            batch += event_messages(fleet, stats.published_to_ms, now, live=scenario)
+            publisher.send(batch)
             publisher.wait_acked(stop=stop)
-            stats.published_to_ms = sim_ms
+            readings_to = stats.published_to_ms = now
         if time.monotonic() - last_log >= PROGRESS_EVERY_S:
             last_log = time.monotonic()
             log.info(
@@ -351,4 +405,12 @@ def _stop_on_sigterm(stop: threading.Event) -> Callable[[], None]:
     return restore
 
 
-__all__ = ["run", "due_messages", "Outgoing", "PublishStats", "FleetPublisher"]
+__all__ = [
+    "run",
+    "due_messages",
+    "reading_messages",
+    "event_messages",
+    "Outgoing",
+    "PublishStats",
+    "FleetPublisher",
+]
