@@ -33,17 +33,16 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
-    inspect,
     select,
-    text,
 )
 from sqlalchemy import insert as insert_into
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from core import schema
 from core.errors import RegistryError
 from core.lineproto import valid_ident
 from core.settings import LANGS
@@ -399,30 +398,44 @@ class Notice:
     last_error: str | None
 
 
+def open_engine(url: str) -> Engine:
+    """An engine on the registry database, its connection checked: RegistryError if unreachable.
+
+    A SQLite file's directory is made; ``postgresql://`` means psycopg 3.
+    """
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    url = _with_driver(url)
+    engine = create_engine(url)
+    if url.startswith("sqlite"):
+        event.listen(engine, "connect", _sqlite_pragmas)
+    try:
+        with engine.connect():
+            pass  # pooled: the schema check that follows reuses this connection
+    except OperationalError as exc:
+        engine.dispose()
+        where = make_url(url).render_as_string(hide_password=True)
+        raise RegistryError(
+            f"cannot open the registry database {where}: {str(exc.orig).strip()}; check"
+            " PQMON_REGISTRY_URL (PostgreSQL: postgresql+psycopg://USER:PASSWORD@HOST:5432/DBNAME,"
+            " the database created beforehand) and that the server is up"
+        ) from None
+    return engine
+
+
 class Registry:
     def __init__(self, url: str) -> None:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        url = _with_driver(url)
-        self.engine = create_engine(url)
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        import analysis.alerts.state  # noqa: F401  (its tables live in this database too)
-        import analysis.alerts.subscriptions  # noqa: F401
-        import core.accounts  # noqa: F401  (sessions, API tokens, audit log)
-        import reports.archive  # noqa: F401  (issued monthly reports)
+        """Open the registry, bringing its schema to head first if it is behind (core.schema).
 
+        At head that costs one query of ``alembic_version``; a new or older database is
+        upgraded under the migration lock, as ``pqmon db upgrade`` would.
+        """
+        self.engine = open_engine(url)
         try:
-            Base.metadata.create_all(self.engine)
-        except OperationalError as exc:
+            schema.ensure_head(self.engine)
+        except BaseException:
             self.engine.dispose()
-            where = make_url(url).render_as_string(hide_password=True)
-            raise RegistryError(
-                f"cannot open the registry database {where}: {str(exc.orig).strip()}; check"
-                " PQMON_REGISTRY_URL (PostgreSQL: postgresql+psycopg://USER:PASSWORD@HOST:5432/DBNAME,"
-                " the database created beforehand) and that the server is up"
-            ) from None
-        _add_missing_columns(self.engine)
+            raise
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         self._sites_cache: dict[str | None, tuple[str, tuple[Site, ...]]] = {}
 
@@ -1095,22 +1108,3 @@ def _assign_manager(s: Session, manager: str, site_id: str) -> bool | None:
 def _check_password(password: str) -> None:
     if len(password) < 8:
         raise RegistryError("the password must have at least 8 characters")
-
-
-def _add_missing_columns(engine: Any) -> None:
-    """Add the nullable columns a newer pqmon knows to a registry made by an older one.
-
-    Only additive, nullable columns are handled here; anything else needs a real migration.
-    """
-    inspector = inspect(engine)
-    for table in Base.metadata.sorted_tables:
-        if not inspector.has_table(table.name):
-            continue
-        have = {c["name"] for c in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in have or not column.nullable:
-                continue
-            kind = column.type.compile(dialect=engine.dialect)
-            with engine.begin() as conn:
-                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
-            log.info("registry: added column %s.%s", table.name, column.name)

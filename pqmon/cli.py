@@ -140,6 +140,32 @@ def cmd_registry_import(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from core import schema
+    from core.registry import open_engine
+
+    engine = open_engine(settings.registry_url)
+    try:
+        done = schema.upgrade(engine)
+    finally:
+        engine.dispose()
+    print(f"registry schema {done.describe()}")
+    return 0
+
+
+def cmd_db_current(args: argparse.Namespace, settings: Settings) -> int:
+    from core import schema
+    from core.registry import open_engine
+
+    engine = open_engine(settings.registry_url)
+    try:
+        state = schema.status(engine)
+    finally:
+        engine.dispose()
+    print(f"registry schema {state.describe()}")
+    return 0 if state.at_head else 1
+
+
 def cmd_import_readings(args: argparse.Namespace, settings: Settings) -> int:
     from collector.backfill import import_readings
 
@@ -705,6 +731,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = reg.add_parser("import", help="add or update sites and meters from a CSV (docs/cli.md)")
     p.add_argument("file")
     p.set_defaults(func=cmd_registry_import)
+
+    db = sub.add_parser("db", help="the registry database's schema version").add_subparsers(
+        dest="sub", required=True
+    )
+    p = db.add_parser("upgrade", help="bring the registry's schema to this pqmon's (once per deployment)")
+    p.set_defaults(func=cmd_db_upgrade)
+    p = db.add_parser("current", help="the schema's revision and whether it is at head (exit 1 if not)")
+    p.set_defaults(func=cmd_db_current)
 
     imp = sub.add_parser("import", help="bulk imports").add_subparsers(dest="sub", required=True)
     p = imp.add_parser("readings", help="a meter-data export (CSV: site, meter, timestamp, reading fields)")
