@@ -116,7 +116,7 @@ class Upgrade:
             if self.before is None
             else self.before
         )
-        return f"upgraded from {start} to {self.after} (head)"
+        return f"upgraded from {start} to {self.after}" + (" (head)" if self.after == HEAD else "")
 
 
 def read_revision(conn: Connection) -> str | None:
@@ -171,8 +171,11 @@ def ensure_head(engine: Engine) -> Upgrade | None:
     return done
 
 
-def upgrade(engine: Engine) -> Upgrade:
-    """Upgrade to head under the lock; a no-op when another process got there first."""
+def upgrade(engine: Engine, to: str = "head") -> Upgrade:
+    """Upgrade to head (or revision ``to``, for tests) under the lock.
+
+    A no-op when another process got there first.
+    """
     _quiet_alembic()
     from alembic import command
     from alembic.script import ScriptDirectory
@@ -195,7 +198,7 @@ def upgrade(engine: Engine) -> Upgrade:
             log.info("registry made before migrations (no alembic_version): stamping it at %s", BASELINE)
             command.stamp(cfg, BASELINE)
             conn.commit()
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, to)
         conn.commit()
         after = read_revision(conn)
     assert after is not None
