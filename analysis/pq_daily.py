@@ -74,6 +74,13 @@ def pq_daily(
     readings: pd.DataFrame, events: pd.DataFrame, days: list[date], tz: str, voltage_class_kv: float
 ) -> pd.DataFrame:
     """One row per day: ``day_ms`` and the counts/maxima named in the module docstring."""
+    return pd.DataFrame(pq_daily_columns(readings, events, days, tz, voltage_class_kv))
+
+
+def pq_daily_columns(
+    readings: pd.DataFrame, events: pd.DataFrame, days: list[date], tz: str, voltage_class_kv: float
+) -> dict[str, np.ndarray]:
+    """:func:`pq_daily` as one array per column (the worker writes them without a DataFrame)."""
     n_days = len(days)
     edges = np.array([day_start_ms(d, tz) for d in [*days, days[-1] + timedelta(days=1)]], np.int64)
     rows: dict[str, np.ndarray] = {"day_ms": edges[:-1]}
@@ -102,10 +109,8 @@ def pq_daily(
         rows["plt_n"], rows["plt_over"], rows["plt_max"] = _count_max(
             plt, day, n_days, np.round(plt, COMPARE_DECIMALS) > plt_limit(voltage_class_kv)
         )
-    df = pd.DataFrame(rows)
-    for name, value in _event_counts(events, edges, n_days).items():
-        df[name] = value
-    return df
+    rows.update(_event_counts(events, edges, n_days))
+    return rows
 
 
 def _event_counts(events: pd.DataFrame, edges: np.ndarray, n_days: int) -> dict[str, np.ndarray]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,12 +54,24 @@ class RollupPolicy:
 
 @dataclass
 class SiteRollup:
-    vq: (
-        pd.DataFrame
-    )  # day_ms, phase, monitored_min, over_min, under_min, outage_min, missing_min, vqr_pct ...
-    rel: pd.DataFrame  # day_ms, outage_s, short_s, outages_* ...
+    """The rows of one site's window, as plain dicts: the worker turns them into points
+    directly (a DataFrame per site cost more than the roll-up itself); ``vq`` and ``rel``
+    give them as DataFrames for readers that want one."""
+
+    # day_ms, phase, monitored_min, over_min, under_min, outage_min, missing_min, vqr_pct ...;
+    # the account's "all" rows also calendar_min and channels (floats, as they always were stored)
+    vq_rows: list[dict[str, Any]]
+    rel_rows: list[dict[str, Any]]  # day_ms, outage_s, short_s, outages_* ...
     outages: list[outage_rules.Outage] = field(default_factory=list)  # begun inside the window
     found: list[outage_rules.Outage] = field(default_factory=list)  # every outage seen
+
+    @cached_property
+    def vq(self) -> pd.DataFrame:
+        return pd.DataFrame(self.vq_rows)
+
+    @cached_property
+    def rel(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rel_rows)
 
 
 def channels_for(spec: SiteSpec, readings: pd.DataFrame) -> tuple[str, ...]:
@@ -172,13 +186,15 @@ def rollup_site(
             {**pooled, "outage": account_outage, "missing": account_missing},
             i,
         )
-        row["calendar_min"] = int(calendar[i])
-        row["channels"] = len(channels)
+        # Floats: these two exist on the "all" rows only, so as a DataFrame column (NaN on the
+        # phase rows) they were always written as floats; InfluxDB keeps a field's first type.
+        row["calendar_min"] = float(calendar[i])
+        row["channels"] = float(len(channels))
         vq_rows.append(row)
 
     rel_rows = [_rel_row(d, policy, found, now_ms) for d in days if day_start_ms(d, policy.tz) < now_ms]
     in_window = [o for o in found if start_ms <= o.start_ms < end_ms]
-    return SiteRollup(pd.DataFrame(vq_rows), pd.DataFrame(rel_rows), in_window, found)
+    return SiteRollup(vq_rows, rel_rows, in_window, found)
 
 
 def _vq_row(d: date, tz: str, phase: str, counts: dict[str, np.ndarray], i: int) -> dict[str, object]:

@@ -17,16 +17,15 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from analysis.pq_daily import PQ_EVENT_FIELDS, PQ_READING_FIELDS, pq_daily
+from analysis.pq_daily import PQ_EVENT_FIELDS, PQ_READING_FIELDS, pq_daily_columns
 from analysis.rollup import VOLTAGE_FIELDS, RollupPolicy, SiteRollup, SiteSpec, rollup_site
 from core.calendar import day_start_ms, days_between, local_day
 from core.claims import Claim, WorkQueue, worker_id
@@ -46,8 +45,12 @@ NOT_STORED = ("day_ms", "phase", "vqr_pct")
 MAX_WINDOW_GROWTH = 8
 MAX_OUTAGE_DAYS = 30  # an outage that began this long before the look-back can still reach into it
 CLAIM_BATCH = 8  # sites one claim statement takes (PostgreSQL): few, so a killed worker strands few
-CHUNK_SITES = 400  # sites whose raw data one query reads (run_once), grouped by site
-CHUNK_POINTS = 600_000  # minutes a chunk may read at most (sites x its span): memory stays flat
+# Sites whose raw data one query reads (run_once), grouped by site, and the minutes a chunk
+# may read at most (sites x its span). Small enough that a pass holds little (two chunks: one
+# computed, one read ahead), so its memory is the same at 500 sites as at 50,000; InfluxDB
+# serves 100-site chunks as fast per row as 400-site ones (measured: bench/live_pass_bench.py).
+CHUNK_SITES = 100
+CHUNK_POINTS = 150_000
 WRITE_LINES = 50_000  # derived points per /write
 _worker_ids: dict[int, str] = {}
 
@@ -224,35 +227,36 @@ def read_chunk(
     return ChunkData(readings, events, (r_from, end_ms), events_from_ms)
 
 
-def records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """``df.to_dict("records")`` (the same Python scalars) without pandas' cost per row."""
-    columns = [str(c) for c in df.columns]
-    return [
-        dict(zip(columns, row, strict=True)) for row in zip(*(df[c].tolist() for c in columns), strict=True)
-    ]
+def _given(v: object) -> bool:
+    """Not None and not NaN: a value a point can carry."""
+    return v is not None and v == v
 
 
 def to_lines(site: Site, result: SiteRollup) -> list[str]:
     lines: list[str] = []
-    for row in records(result.vq):
+    for row in result.vq_rows:
         # Rates are not stored: a month's rate is pooled from the minute counts, and a day's rate
         # can become undefined on recomputation, which InfluxDB could only forget by a DELETE.
-        fields = {k: v for k, v in row.items() if k not in NOT_STORED and not pd.isna(v)}
+        fields = {k: v for k, v in row.items() if k not in NOT_STORED and _given(v)}
         lines.append(
             line("vq_daily", {"site": site.id, "phase": str(row["phase"])}, fields, int(row["day_ms"]))
         )
-    for row in records(result.rel):
+    for row in result.rel_rows:
         fields = {k: v for k, v in row.items() if k != "day_ms"}
         lines.append(line("rel_daily", {"site": site.id}, fields, int(row["day_ms"])))
     return lines
 
 
-def pq_lines(site: Site, pq: pd.DataFrame) -> list[str]:
+def pq_lines(site: Site, pq: Mapping[str, np.ndarray] | pd.DataFrame) -> list[str]:
+    """``pq``: :func:`pq_daily_columns` (or its DataFrame), one point per day that has a value."""
+    columns = {str(k): np.asarray(v).tolist() for k, v in pq.items()}
+    days = columns.pop("day_ms")
+    names = list(columns)
     lines = []
-    for row in records(pq):
-        fields = {k: v for k, v in row.items() if k != "day_ms" and not pd.isna(v)}
+    for i, day_ms in enumerate(days):
+        fields = {k: columns[k][i] for k in names if _given(columns[k][i])}
         if fields:
-            lines.append(line("pq_daily", {"site": site.id}, fields, int(row["day_ms"])))
+            lines.append(line("pq_daily", {"site": site.id}, fields, int(day_ms)))
     return lines
 
 
@@ -373,7 +377,7 @@ class Analyser:
 
     def compute(
         self, site: Site, first: date, last: date, raw: ChunkData | None = None
-    ) -> tuple[list[date], SiteRollup, pd.DataFrame] | None:
+    ) -> tuple[list[date], SiteRollup, dict[str, np.ndarray]] | None:
         """Roll up [first, last], growing the window until it holds every outage touching it,
         found now or stored before, so that the result equals a full recomputation.
 
@@ -400,9 +404,9 @@ class Analyser:
             first, last = grown
         else:
             log.warning("site %s: outages kept widening the window; computed %s..%s", site.id, first, last)
-        return days, result, pq_daily(readings, events, days, tz, site.voltage_class_kv)
+        return days, result, pq_daily_columns(readings, events, days, tz, site.voltage_class_kv)
 
-    def write(self, site: Site, days: list[date], result: SiteRollup, pq: pd.DataFrame) -> int:
+    def write(self, site: Site, days: list[date], result: SiteRollup, pq: Mapping[str, np.ndarray]) -> int:
         tz = self.settings.tz
         start_ms = day_start_ms(days[0], tz)
         end_ms = day_start_ms(days[-1] + timedelta(days=1), tz)
