@@ -4,7 +4,8 @@
   from SETTINGS now;
 - every relative link in README.md, README.zh-CN.md and docs/*.md reaches a file that exists;
 - no tracked text file refers to documents that are not in the repository;
-- each Chinese page has the same section structure as its English original.
+- each Chinese page has the same section structure as its English original;
+- every worked example names the test that carries its numbers, and every test the docs name exists.
 """
 
 from __future__ import annotations
@@ -190,3 +191,60 @@ def test_translations_keep_the_structure_of_their_original(english, chinese):
             lines.append(f"  section {i}: {english} {a}  vs  {chinese} {b}")
     lines.append(f"update {chinese} to follow {english}")
     raise AssertionError("\n".join(lines))
+
+
+def _test_functions() -> dict[str, set[str]]:
+    """Every test function in tests/, by file path relative to the root."""
+    import ast
+
+    found: dict[str, set[str]] = {}
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = {
+            node.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test_")
+        }
+        found[str(path.relative_to(ROOT))] = names
+    return found
+
+
+def _worked_examples() -> list[tuple[str, str]]:
+    """(page, text) of each worked example: from "Worked example" to the next one or heading."""
+    blocks = []
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        if page.name.endswith(".zh-CN.md"):
+            continue
+        text = page.read_text(encoding="utf-8")
+        for m in re.finditer(r"Worked examples?\b", text):
+            rest = text[m.start() :]
+            ends = [i for i in (rest.find("\n#"), rest.find("Worked example", 1)) if i > 0]
+            blocks.append((page.name, rest[: min(ends, default=len(rest))]))
+    return blocks
+
+
+def test_every_worked_example_in_the_docs_is_a_test_that_exists():
+    """A worked example names the test that carries its numbers, and that test exists: an
+    example whose test was renamed or removed would no longer be checked by anything."""
+    tests = _test_functions()
+    every = set().union(*tests.values())
+    examples = _worked_examples()
+    assert len(examples) >= 9  # the definitions page has nine; a parser that finds none proves nothing
+    for page, block in examples:
+        named = set(re.findall(r"\b(test_\w+)\b(?!\.py)", block))
+        assert named, f"{page}: a worked example names no test: {block[:160]!r}"
+        missing = named - every
+        assert not missing, f"{page}: worked example names tests that do not exist: {sorted(missing)}"
+
+
+def test_every_test_the_docs_name_exists():
+    tests = _test_functions()
+    every = set().union(*tests.values())
+    for page in [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]:
+        text = page.read_text(encoding="utf-8")
+        for path, name in re.findall(r"(tests/[\w/]+\.py)(?:::(test_\w+))?", text):
+            assert path in tests or (ROOT / path).exists(), f"{page.name}: {path} does not exist"
+            if name:
+                assert name in tests.get(path, set()), f"{page.name}: {path}::{name} does not exist"
+        for name in re.findall(r"`(test_\w+)`", text):
+            assert name in every, f"{page.name}: test {name} does not exist"
