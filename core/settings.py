@@ -7,6 +7,7 @@ Secrets are wrapped in :class:`Secret` so that they never show up in a repr or a
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
 import tomllib
@@ -73,6 +74,13 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("PQMON_METRICS_PORT", "9108", "collector: /healthz and /metrics port on the dashboard host (0: off)"),
     ("PQMON_RETENTION_DAYS", "400", "collector: readings older than this are rejected as too old"),
     ("PQMON_LOG_FORMAT", "text", "text, or json for one JSON object per log line"),
+    (
+        "PQMON_ENV_FILE",
+        "",
+        "settings of a running `pqmon up` (KEY=VALUE lines it writes and removes), read when neither"
+        " PQMON_MQTT_URL, PQMON_INFLUX_URL, PQMON_REGISTRY_URL nor PQMON_CONFIG is set"
+        " (empty: <data dir>/pqmon.env; none: never)",
+    ),
     ("PQMON_WORKER_INTERVAL_S", "60", "worker: seconds between analysis passes"),
     ("PQMON_LOOKBACK_DAYS", "90", "worker: how far back late data is taken into account"),
     (
@@ -251,10 +259,83 @@ def _port(name: str, raw: str) -> int:
     return value
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Build the settings from ``environ`` (default: ``os.environ``), then check them."""
+# Settings that say which servers to use: one of them set by hand means the up file is not read.
+EXPLICIT_SERVER_VARS = ("PQMON_MQTT_URL", "PQMON_INFLUX_URL", "PQMON_REGISTRY_URL", "PQMON_CONFIG")
+UP_PID_VAR = "PQMON_UP_PID"  # in the up file: the process that wrote it, so a stale file is known
+
+
+def up_env_file(env: Mapping[str, str]) -> Path | None:
+    """Where ``pqmon up`` writes the settings of the stack it runs, for ``env``'s data dir."""
+    named = env.get("PQMON_ENV_FILE", "")
+    if named.strip().lower() == "none":
+        return None
+    if named:
+        return Path(named).expanduser()
+    return Path(env.get("PQMON_DATA_DIR") or "./var").expanduser() / "pqmon.env"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines (``#`` comments and blank lines skipped, no quoting)."""
+    values = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def _from_up(env: Mapping[str, str]) -> dict[str, str]:
+    """The settings of a running ``pqmon up`` in this data dir, so that ``pqmon report A001``
+    typed in another shell of the same checkout reaches the demo stack.
+
+    Why so careful: a command configured by hand (any server setting, or a config file) never
+    reads it, so a production command is never half pointed at a demo; a file left by an ``up``
+    that was killed is ignored with a warning saying so, not followed to dead ports."""
+    if any(env.get(name) for name in EXPLICIT_SERVER_VARS):
+        return {}
+    path = up_env_file(env)
+    if path is None or not path.is_file():
+        return {}
+    try:
+        values = read_env_file(path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror or exc}") from None
+    pid = values.pop(UP_PID_VAR, "")
+    if pid.isdigit() and not _pid_alive(int(pid)):
+        # Not an error: `pqmon up` itself must start after a crash. The warning comes before
+        # whatever "cannot reach" error the default settings then lead to.
+        logging.getLogger(__name__).warning(
+            "pqmon: ignoring %s: the `pqmon up` that wrote it (pid %s) is no longer running;"
+            " start it again with `pqmon up`, or delete the file",
+            path,
+            pid,
+        )
+        return {}
+    return {k: v for k, v in values.items() if k.startswith("PQMON_")}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, *, up_file: bool | None = None) -> Settings:
+    """Build the settings from ``environ`` (default: ``os.environ``), then check them.
+
+    Lowest first: the defaults, the settings of a running ``pqmon up`` (:func:`_from_up`; only
+    for the process environment unless ``up_file`` says otherwise), ``PQMON_CONFIG``, the
+    environment.
+    """
     env = dict(os.environ if environ is None else environ)
     merged: dict[str, str] = {name: default for name, default, _ in SETTINGS}
+    if environ is None if up_file is None else up_file:
+        merged.update(_from_up(env))
     config_file = env.get("PQMON_CONFIG")
     if config_file:
         try:

@@ -45,6 +45,8 @@ SHORT_OUTAGE_S = (60, 170)  # below the 180 s short-interruption threshold
 SUSTAINED_OUTAGE_S = (240, 600)
 EXCURSION_S = (420, 720)  # the voltage rule fires after 5 minutes out, clears after 10 in
 SILENCE_S = (300, 720)  # the silence rule fires after 3 reporting intervals
+OPENING_DELAY_MS = 20_000  # the opening incidents start this long after the live part
+OPENING_OUTAGE_MS = 70_000
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ class LiveScenario:
     ) -> None:
         self.fleet = fleet
         self.extra = max(0.0, speed - 1.0)  # the history model supplies the first 1x
-        self.start_minute = start_ms // MINUTE_MS
+        self.start_minute = -(-start_ms // MINUTE_MS)  # the first whole minute after the start
         self._drawn_until = self.start_minute  # minutes before this are drawn
         self._own: dict[str, list[Incident]] = {m.meter_id: [] for m in fleet.meters}
         self._by_meter: dict[str, list[Incident]] = {m.meter_id: [] for m in fleet.meters}
@@ -127,6 +129,8 @@ class LiveScenario:
                 self._accounts_of.setdefault(m.feeder_id, []).append(m)
         for cut in planned:
             self._add_planned(cut)
+        if self.extra > 0:
+            self._opening(start_ms)
 
     # -- drawing ---------------------------------------------------------------------------
     def _rates_per_min(self, m: MeterSpec) -> tuple[float, float, float]:
@@ -141,8 +145,13 @@ class LiveScenario:
     def _affected(self, m: MeterSpec) -> list[MeterSpec]:
         return [m, *self._accounts_of.get(m.site_id, [])] if m.kind == "feeder" else [m]
 
-    def _busy(self, meter_id: str, start_ms: int, end_ms: int) -> bool:
-        return any(i.start_ms < end_ms and start_ms < i.end_ms for i in self._by_meter[meter_id])
+    def _busy(self, meter_id: str, start_ms: int, end_ms: int, excursion: bool = False) -> bool:
+        """An incident of the same sort overlaps: outages and silences exclude each other, an
+        excursion another excursion (an outage may cut an excursion short)."""
+        return any(
+            i.start_ms < end_ms and start_ms < i.end_ms and (i.kind in ("over", "under")) == excursion
+            for i in self._by_meter[meter_id]
+        )
 
     def _add(self, incident: Incident) -> None:
         self._by_meter[incident.meter_id].append(incident)
@@ -154,6 +163,22 @@ class LiveScenario:
         key = f"P{cut.start_ms // MINUTE_MS}"
         for m in self._affected(site):
             self._add(Incident(m.meter_id, "outage", cut.start_ms, cut.end_ms, True, key=key))
+
+    def _opening(self, start_ms: int) -> None:
+        """One of each right away, so a demonstration shows them in its first minutes whatever
+        the draws: a short outage of the first account on a feeder (alert fired at once, resolved
+        70 s later), an under-voltage of the next account (its alert fires after 5 minutes and
+        clears 10 minutes after it ends) and a silence of the one after (alert after 3 intervals)."""
+        fed = [m for m in self.fleet.accounts if m.feeder_id] or self.fleet.accounts
+        others = [m for m in self.fleet.accounts if m is not fed[0]]
+        t0 = start_ms + OPENING_DELAY_MS
+        self._add(Incident(fed[0].meter_id, "outage", t0, t0 + OPENING_OUTAGE_MS, key=f"O{t0 // 1000}"))
+        if others:
+            m = others[0]
+            level = -(m.vclass.lower_pct + 2.0)
+            self._add(Incident(m.meter_id, "under", t0, t0 + EXCURSION_S[0] * 1000, level_pct=level))
+        if len(others) > 1:
+            self._add(Incident(others[1].meter_id, "silence", t0, t0 + SILENCE_S[0] * 1000))
 
     def draw_until(self, until_ms: int) -> None:
         """Draw every minute that starts before ``until_ms`` (and not yet drawn)."""
@@ -184,10 +209,9 @@ class LiveScenario:
             end = t0 + int(EXCURSION_S[0] + (EXCURSION_S[1] - EXCURSION_S[0]) * u[2]) * 1000
             v = m.vclass
             level = v.upper_pct + 0.5 + 2.5 * u[3] if over else -(v.lower_pct + 0.5 + 3.0 * u[3])
-            if not self._busy(m.meter_id, t0, end):
-                self._add(
-                    Incident(m.meter_id, "over" if over else "under", t0, end, level_pct=level, key=key)
-                )
+            if not self._busy(m.meter_id, t0, end, excursion=True):
+                kind = "over" if over else "under"
+                self._add(Incident(m.meter_id, kind, t0, end, level_pct=level, key=key))
         elif u[0] < p_out + p_exc + p_sil:
             end = t0 + int(SILENCE_S[0] + (SILENCE_S[1] - SILENCE_S[0]) * u[2]) * 1000
             if not self._busy(m.meter_id, t0, end):
