@@ -17,10 +17,11 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,7 @@ import pandas as pd
 from analysis.pq_daily import PQ_EVENT_FIELDS, PQ_READING_FIELDS, pq_daily_columns
 from analysis.rollup import VOLTAGE_FIELDS, RollupPolicy, SiteRollup, SiteSpec, rollup_site
 from core.calendar import day_start_ms, days_between, local_day
-from core.claims import Claim, WorkQueue, worker_id
+from core.claims import Claim, Mark, WorkQueue, worker_id
 from core.limits import validate_limits
 from core.lineproto import check_ident, line, quote_literal
 from core.registry import Registry, Site
@@ -73,6 +74,14 @@ def site_spec(site: Site) -> tuple[SiteSpec, str] | None:
     return SiteSpec(site.id, site.phases, primary.nominal_v, limits), primary.meter_id
 
 
+def _series(store: InfluxStore, q: str) -> Iterator[tuple[dict[str, str], list[str], list[list[Any]]]]:
+    """(tags, columns, rows) of each series of a GROUP BY answer: for the plan's fleet-wide
+    queries, whose thousands of small series are read faster without a DataFrame each."""
+    for result in store.query_raw(q):
+        for series in result.get("series", []):
+            yield series.get("tags") or {}, series["columns"], series.get("values") or []
+
+
 def _first_times(store: InfluxStore, since_ms: int) -> dict[str, int]:
     """Earliest reading or event per site since ``since_ms``: where each site's window begins."""
     first: dict[str, int] = {}
@@ -80,10 +89,10 @@ def _first_times(store: InfluxStore, since_ms: int) -> dict[str, int]:
         f"SELECT first(interval_s) FROM reading WHERE time >= {since_ms}ms GROUP BY site",
         f"SELECT first(event_id) FROM event WHERE time >= {since_ms}ms GROUP BY site",
     ):
-        for df in store.query(q):
-            site = df.attrs["tags"].get("site")
-            if site and len(df):
-                ts = int(df["time"].iloc[0])
+        for tags, _, rows in _series(store, q):
+            site = tags.get("site")
+            if site and rows:
+                ts = int(rows[0][0])
                 first[site] = min(ts, first.get(site, ts))
     return first
 
@@ -328,6 +337,8 @@ class Analyser:
         self._stored: dict[str, list[tuple[int, int]]] | None = None
         self._pending: list[str] | None = None  # points collected for one large write (flush)
         self._stale: list[tuple[str, list[date]]] = []
+        self._writer: ThreadPoolExecutor | None = None
+        self._writing: Future[None] | None = None
 
     def stored_outages(self) -> dict[str, list[tuple[int, int]]]:
         """The derived outages already stored, per site, as (start, end or now) spans.
@@ -339,31 +350,39 @@ class Analyser:
             self._stored = self._read_stored()
         return self._stored
 
-    def _read_stored(self, site_id: str | None = None) -> dict[str, list[tuple[int, int]]]:
+    def _read_stored(self, site_ids: Sequence[str] | None = None) -> dict[str, list[tuple[int, int]]]:
+        """Stored outages of these sites (default: the fleet's), per site."""
         since = day_start_ms(self.horizon - timedelta(days=MAX_OUTAGE_DAYS), self.settings.tz)
-        of_site = f" AND site = {quote_literal(site_id)}" if site_id is not None else ""
+        of_site = f" AND site =~ {_site_regex(sorted(site_ids))}" if site_ids is not None else ""
+        if site_ids is not None and not site_ids:
+            return {}
         stored: dict[str, list[tuple[int, int]]] = {}
-        for df in self.store.query(
+        for tags, columns, rows in _series(
+            self.store,
             'SELECT start_ms, end_ms, "open" FROM outage'
-            f' WHERE "valid" = true{of_site} AND time >= {since}ms GROUP BY site'
+            f' WHERE "valid" = true{of_site} AND time >= {since}ms GROUP BY site',
         ):
-            ends = np.where(df["open"].astype(bool).to_numpy(), self.now_ms, df["end_ms"].to_numpy(np.int64))
-            stored[df.attrs["tags"]["site"]] = list(
-                zip(df["start_ms"].astype("int64").tolist(), ends.tolist(), strict=True)
-            )
+            start, end, is_open = (columns.index(c) for c in ("start_ms", "end_ms", "open"))
+            stored[tags["site"]] = [(int(r[start]), self.now_ms if r[is_open] else int(r[end])) for r in rows]
         return stored
 
-    def refresh(self, site_id: str) -> None:
-        """Read one site's planned windows and stored outages afresh, just before computing it.
+    def refresh(self, site_ids: Sequence[str]) -> None:
+        """Read these sites' planned windows and stored outages afresh, just before computing them.
 
-        With several workers (core.claims) another one may have computed the site, or a
-        planned window may have been registered, since this pass began: the computation must
-        start from what is stored now, as a single worker's does from what it read at its start.
+        With several workers (core.claims) another one may have computed a site, or a planned
+        window may have been registered, since this pass began: the computation must start
+        from what is stored now, as a single worker's does from what it read at its start.
+        One query for the stored outages of all of them.
         """
-        self.planned[site_id] = [(_utc_ms(s), _utc_ms(e)) for s, e in self.registry.planned_outages(site_id)]
+        for site_id in site_ids:
+            self.planned[site_id] = [
+                (_utc_ms(s), _utc_ms(e)) for s, e in self.registry.planned_outages(site_id)
+            ]
         if self._stored is None:
             self._stored = {}
-        self._stored[site_id] = self._read_stored(site_id).get(site_id, [])
+        stored = self._read_stored(site_ids)
+        for site_id in site_ids:
+            self._stored[site_id] = stored.get(site_id, [])
 
     def _grown(self, first: date, last: date, spans: Iterable[tuple[int, int]]) -> tuple[date, date]:
         """[first, last] widened to hold every span that touches it (touching counts)."""
@@ -432,14 +451,42 @@ class Analyser:
         return written
 
     def buffer_writes(self) -> None:
-        """From now on :meth:`write` collects the points; :meth:`flush` writes them."""
+        """From now on :meth:`write` collects the points; :meth:`flush` writes them in the
+        background, so that InfluxDB takes them while the next chunk is computed."""
         if self._pending is None:
             self._pending = []
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="pqmon-writer")
 
-    def flush(self) -> None:
-        """Write the collected points in large writes, then mark each site's rewritten months."""
-        pending, stale = self._pending or [], self._stale
+    def flush(self, final: bool = False) -> None:
+        """Hand the collected points to the writer once there are WRITE_LINES (or all, ``final``);
+        after their write the writer marks each site's rewritten months. One write in flight at
+        a time, so what waits in memory stays bounded; a failed write fails the pass here."""
+        pending = self._pending or []
+        if not pending or (len(pending) < WRITE_LINES and not final):
+            return
+        stale = self._stale
         self._pending, self._stale = [], []
+        self._wait_for_write()
+        assert self._writer is not None
+        self._writing = self._writer.submit(self._write_out, pending, stale)
+
+    def drain(self) -> None:
+        """Write everything collected and wait for it: the pass is not done before its points are."""
+        self.flush(final=True)
+        self._wait_for_write()
+
+    def close(self) -> None:
+        """Stop the writer thread (after :meth:`drain`, or when the pass failed)."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+
+    def _wait_for_write(self) -> None:
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            writing.result()
+
+    def _write_out(self, pending: list[str], stale: list[tuple[str, list[date]]]) -> None:
         for i in range(0, len(pending), WRITE_LINES):
             self.store.write(pending[i : i + WRITE_LINES])
         for site_id, days in stale:
@@ -535,10 +582,11 @@ class Analyser:
         """Sites with a roll-up in the look-back window; any other site is new to the worker."""
         since = day_start_ms(self.horizon, self.settings.tz)
         return {
-            df.attrs["tags"]["site"]
-            for df in self.store.query(
+            tags["site"]
+            for tags, _, _ in _series(
+                self.store,
                 "SELECT last(monitored_min) FROM vq_daily"
-                f" WHERE phase = 'all' AND time >= {since}ms GROUP BY site"
+                f" WHERE phase = 'all' AND time >= {since}ms GROUP BY site",
             )
         }
 
@@ -547,11 +595,13 @@ class Analyser:
         from that day to today is recomputed by every pass, as the outage grows."""
         since = day_start_ms(self.horizon, self.settings.tz)
         return {
-            df.attrs["tags"]["site"]: local_day(int(df["start_ms"].min()), self.settings.tz)
-            for df in self.store.query(
+            tags["site"]: local_day(min(int(r[1]) for r in rows), self.settings.tz)
+            for tags, _, rows in _series(
+                self.store,
                 f'SELECT start_ms FROM outage WHERE "open" = true AND "valid" = true AND time >= {since}ms'
-                " GROUP BY site"
+                " GROUP BY site",
             )
+            if rows
         }
 
     def catch_up_spans(self, last_pass_ms: int) -> dict[str, tuple[date, date]]:
@@ -602,28 +652,32 @@ def run_once(
     n_sites, n_days, n_points = len(todo), 0, 0
     done: dict[str, set[date]] = {site_id: set() for site_id in todo}
     analyser.buffer_writes()
-    while todo:
-        # Each round takes every site's next window (after its previous one, which may have
-        # grown over it), and computes them chunk by chunk, reading each chunk's raw data together.
-        work = []
-        for site_id, ranges in list(todo.items()):
-            while ranges:
-                first, last = ranges.pop(0)
-                if not set(days_between(first, last)) <= done[site_id]:
-                    work.append((sites[site_id], first, last))
-                    break  # else an earlier window of this site grew over this one
-            if not ranges:
-                del todo[site_id]
-        for chunk, raw in analyser.chunks(work):
-            for site, first, last in chunk:
-                computed = analyser.compute(site, first, last, raw)
-                if computed is None:
-                    continue
-                days, result, pq = computed
-                n_points += analyser.write(site, days, result, pq)
-                n_days += len(days)
-                done[site.id].update(days)
-            analyser.flush()
+    try:
+        while todo:
+            # Each round takes every site's next window (after its previous one, which may have
+            # grown over it), and computes them chunk by chunk, reading each chunk's raw data together.
+            work = []
+            for site_id, ranges in list(todo.items()):
+                while ranges:
+                    first, last = ranges.pop(0)
+                    if not set(days_between(first, last)) <= done[site_id]:
+                        work.append((sites[site_id], first, last))
+                        break  # else an earlier window of this site grew over this one
+                if not ranges:
+                    del todo[site_id]
+            for chunk, raw in analyser.chunks(work):
+                for site, first, last in chunk:
+                    computed = analyser.compute(site, first, last, raw)
+                    if computed is None:
+                        continue
+                    days, result, pq = computed
+                    n_points += analyser.write(site, days, result, pq)
+                    n_days += len(days)
+                    done[site.id].update(days)
+                analyser.flush()
+        analyser.drain()
+    finally:
+        analyser.close()
     registry.clear_dirty(before_ms=pass_started_ms)
     registry.set_state(LAST_PASS_KEY, str(now_ms))
     outcome = PassResult(n_sites, n_days, n_points, time.monotonic() - began, full)
@@ -682,57 +736,52 @@ def run_claimed(
     sites = {s.id: s for s in registry.sites()}
     with_rows: set[str] | None = None
     n_sites = n_days = n_points = 0
-    held: list[Claim] = []
+    held: dict[str, Claim] = {}
     try:
         while True:
+            held = {c.site_id: c for c in queue.claim(CLAIM_BATCH, queued_before)}
             if not held:
-                held = queue.claim(CLAIM_BATCH, queued_before)
-                if not held:
-                    break
-            claim = held[0]  # kept in ``held`` until finished: released if this pass fails on it
-            marks = queue.marks(claim.site_id)
-            days = {m.day for m in marks if analyser.horizon <= m.day <= analyser.today}
-            if claim.span is not None:
-                first, last = analyser.clipped({claim.site_id: claim.span}).get(claim.site_id, (None, None))
-                if first is not None and last is not None:
-                    days.update(days_between(first, last))
-            site = sites.get(claim.site_id)
-            if site is None:  # registered after this pass began (its data was marked since)
-                sites = {s.id: s for s in registry.sites()}
-                site = sites.get(claim.site_id)
-            if site is not None and days:
-                if with_rows is None:
-                    with_rows = analyser.sites_with_rows()
-                if site.id not in with_rows:  # new to the worker: every day from its first data on
-                    days.update(days_between(min(days), analyser.today))
-                started = time.monotonic()
-                computed_days, points = _compute_site(analyser, site, sorted(days), worker)
-                n_points += points
-                n_days += computed_days
-                n_sites += 1
-                took = time.monotonic() - started
-                if took > settings.worker_claim_lease_s / 2:
-                    log.warning(
-                        "site %s took %.0fs to compute, more than half of PQMON_WORKER_CLAIM_LEASE_S=%g:"
-                        " raise it, or another worker may take the site over while it is computed",
-                        site.id,
-                        took,
-                        settings.worker_claim_lease_s,
-                    )
-            if not queue.finish(claim, marks):
-                log.warning(
-                    "site %s: the claim ran out (PQMON_WORKER_CLAIM_LEASE_S=%g) and another worker took it;"
-                    " it computes the site again",
-                    claim.site_id,
-                    settings.worker_claim_lease_s,
-                )
-            held.pop(0)
-            if held:
-                still = queue.renew([c.site_id for c in held])
-                held = [c for c in held if c.site_id in still]
+                break
+            # Every claimed site's marks are read before its data: a mark made after that read
+            # stays queued (finish removes only these), so late data is never taken as computed.
+            jobs: dict[str, tuple[list[Mark], list[date]]] = {}
+            for site_id in held:
+                marks = queue.marks(site_id)
+                days = {m.day for m in marks if analyser.horizon <= m.day <= analyser.today}
+                span = held[site_id].span
+                if span is not None:
+                    first, last = analyser.clipped({site_id: span}).get(site_id, (None, None))
+                    if first is not None and last is not None:
+                        days.update(days_between(first, last))
+                if site_id not in sites:  # registered after this pass began (its data was marked since)
+                    sites = {s.id: s for s in registry.sites()}
+                if site_id in sites and days:
+                    if with_rows is None:
+                        with_rows = analyser.sites_with_rows()
+                    if site_id not in with_rows:  # new to the worker: every day from its first data on
+                        days.update(days_between(min(days), analyser.today))
+                jobs[site_id] = (marks, sorted(days))
+            todo = [sites[k] for k, (_, days) in jobs.items() if k in sites and days]
+            analyser.refresh([site.id for site in todo])
+            # The batch's raw data in one read (its first windows; a grown or later one reads alone).
+            work = [(site, *runs(jobs[site.id][1])[0]) for site in todo]
+            for chunk, raw in analyser.chunks(work):
+                for site, _, _ in chunk:
+                    started = time.monotonic()
+                    computed_days, points = _compute_site(analyser, site, jobs[site.id][1], worker, raw)
+                    n_points += points
+                    n_days += computed_days
+                    n_sites += 1
+                    _warn_if_slow(site.id, time.monotonic() - started, settings.worker_claim_lease_s)
+                    _finish(queue, held.pop(site.id), jobs[site.id][0], settings.worker_claim_lease_s)
+                    if held:
+                        still = queue.renew(list(held))
+                        held = {k: c for k, c in held.items() if k in still}
+            for site_id in [k for k in held if k in jobs]:  # nothing to compute: finished as they are
+                _finish(queue, held.pop(site_id), jobs[site_id][0], settings.worker_claim_lease_s)
     finally:
         if held:  # stopped or failed: what this worker will not compute goes back at once
-            queue.release([c.site_id for c in held])
+            queue.release(list(held))
     outcome = PassResult(n_sites, n_days, n_points, time.monotonic() - began, planned_full)
     log.info(
         "analysis pass (%s, worker %s): %d sites, %d site-days, %d points written in %.1fs",
@@ -746,21 +795,43 @@ def run_claimed(
     return outcome
 
 
-def _compute_site(analyser: Analyser, site: Site, days: list[date], worker: str) -> tuple[int, int]:
+def _warn_if_slow(site_id: str, took_s: float, lease_s: float) -> None:
+    if took_s > lease_s / 2:
+        log.warning(
+            "site %s took %.0fs to compute, more than half of PQMON_WORKER_CLAIM_LEASE_S=%g:"
+            " raise it, or another worker may take the site over while it is computed",
+            site_id,
+            took_s,
+            lease_s,
+        )
+
+
+def _finish(queue: WorkQueue, claim: Claim, marks: Sequence[Mark], lease_s: float) -> None:
+    if not queue.finish(claim, marks):
+        log.warning(
+            "site %s: the claim ran out (PQMON_WORKER_CLAIM_LEASE_S=%g) and another worker took it;"
+            " it computes the site again",
+            claim.site_id,
+            lease_s,
+        )
+
+
+def _compute_site(
+    analyser: Analyser, site: Site, days: list[date], worker: str, raw: ChunkData | None = None
+) -> tuple[int, int]:
     """Compute a claimed site's days, window by window; (site-days computed, points written).
 
     Each window's compute interval is logged at debug level (site, days, worker, start and
     end in epoch ms): the multi-worker test reads them to show that no two workers ever
     computed the same site-day at the same time.
     """
-    analyser.refresh(site.id)
     done: set[date] = set()
     n_days = n_points = 0
     for first, last in runs(days):
         if set(days_between(first, last)) <= done:
             continue  # an earlier window of this site grew over this one
         start_ms = int(time.time() * 1000)
-        computed = analyser.compute(site, first, last)
+        computed = analyser.compute(site, first, last, raw)
         if computed is None:
             continue
         window, result, pq = computed
