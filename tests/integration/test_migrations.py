@@ -271,7 +271,10 @@ def waiting_for_lock(engine: Engine) -> int:
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
             return conn.execute(
-                text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                )
             ).scalar_one()
     inode = os.stat(f"{engine.url.database}-schema.lock").st_ino
     with open("/proc/locks") as fh:  # a blocked flock is listed with "->"
