@@ -121,7 +121,7 @@ def test_db_current_says_what_to_do_when_behind(registry_url: str, tmp_path: Pat
 # -- release 0.1.0's registry ---------------------------------------------------------------------
 @pytest.fixture
 def registry_010(registry_url: str, tmp_path: Path) -> str:
-    """The 0.1.0 fixture's registry at ``registry_url``: the file itself on SQLite; on PostgreSQL
+    """The 0.1.0 fixture's registry at ``registry_url``: a copy of the file on SQLite; on PostgreSQL
     revision 0001 (0.1.0's create_all, table for table) without alembic_version, holding every
     row of the fixture, as 0.1.0 left a PostgreSQL registry."""
     if registry_url.startswith("sqlite"):
@@ -130,7 +130,8 @@ def registry_010(registry_url: str, tmp_path: Path) -> str:
         return registry_url
     eng = open_engine(registry_url)
     schema.upgrade(eng, to="0001")
-    source = create_engine(f"sqlite:///{FIXTURE}")
+    copy = shutil.copy(FIXTURE, tmp_path / "source.db")  # reading it makes -wal and -shm files beside it
+    source = create_engine(f"sqlite:///{copy}")
     meta = MetaData()
     meta.reflect(source)
     with source.connect() as src, eng.begin() as dst:
