@@ -128,17 +128,24 @@ def fleet_report(
             celid_single_h=celid_single_h,
             celid_total_h=celid_total_h,
         ),
-        "last_mile": [
-            {k: row[k] for k in LAST_MILE_COLUMNS}
-            for row in rows
-            if row["supply_vqr_pct"] is not None
-            and row["vqr_pct"] is not None
-            and row["supply_vqr_pct"] >= last_mile_target_vqr_pct > row["vqr_pct"]
-        ],
+        "last_mile": last_mile(rows, last_mile_target_vqr_pct),
         "last_mile_target_vqr_pct": last_mile_target_vqr_pct,
         "sites": rows,
     }
     return report
+
+
+def last_mile(rows: list[dict[str, Any]], target_vqr_pct: float) -> list[dict[str, Any]]:
+    """The accounts whose feeder meets the VQR target while they do not (docs/definitions.md,
+    the last-mile rule): the supply arrives within limits and is lost on the way in. An account
+    or feeder without a VQR (no data) is never on the list."""
+    return [
+        {k: row[k] for k in LAST_MILE_COLUMNS}
+        for row in rows
+        if row["supply_vqr_pct"] is not None
+        and row["vqr_pct"] is not None
+        and row["supply_vqr_pct"] >= target_vqr_pct > row["vqr_pct"]
+    ]
 
 
 def _site_row(

@@ -224,15 +224,16 @@ def _worked_examples() -> list[tuple[str, str]]:
 
 
 def test_every_worked_example_in_the_docs_is_a_test_that_exists():
-    """A worked example names the test that carries its numbers, and that test exists: an
-    example whose test was renamed or removed would no longer be checked by anything."""
+    """A worked example names the unit test that carries its numbers (pure, no servers), and every
+    test it names exists: an example whose test was renamed or removed would be checked by nothing."""
     tests = _test_functions()
     every = set().union(*tests.values())
     examples = _worked_examples()
     assert len(examples) >= 9  # the definitions page has nine; a parser that finds none proves nothing
+    unit = set().union(*(names for path, names in tests.items() if path.startswith("tests/unit/")))
     for page, block in examples:
         named = set(re.findall(r"\b(test_\w+)\b(?!\.py)", block))
-        assert named, f"{page}: a worked example names no test: {block[:160]!r}"
+        assert named & unit, f"{page}: a worked example names no unit test: {block[:160]!r}"
         missing = named - every
         assert not missing, f"{page}: worked example names tests that do not exist: {sorted(missing)}"
 
