@@ -29,7 +29,8 @@ ensure_venv() {
   fi
   [ -x .venv/bin/python ] || "$py" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  # compat mode: the checkout itself goes on sys.path (a .pth file), so the build has nothing to
-  # warn about; the default meta-path finder warns on every install of a flat layout.
-  .venv/bin/python -m pip install -q -e "$spec" --config-settings editable_mode=compat
+  # strict mode: a tree of links to the checkout's files under build/, and the one mode the build
+  # does not warn about (the default warns on every install of a flat layout, compat that it is
+  # going away). A new module is linked by the next run of this function (both commands run it).
+  .venv/bin/python -m pip install -q -e "$spec" --config-settings editable_mode=strict
 }
