@@ -29,7 +29,7 @@ import pandas as pd
 from analysis.pq_daily import PQ_EVENT_FIELDS, PQ_READING_FIELDS, pq_daily_columns
 from analysis.rollup import VOLTAGE_FIELDS, RollupPolicy, SiteRollup, SiteSpec, rollup_site
 from core.calendar import day_start_ms, days_between, local_day
-from core.claims import Claim, Mark, WorkQueue, worker_id
+from core.claims import Claim, LeaseKeeper, Mark, WorkQueue, worker_id
 from core.limits import validate_limits
 from core.lineproto import check_ident, line, quote_literal
 from core.registry import Registry, Site
@@ -740,11 +740,13 @@ def run_claimed(
     with_rows: set[str] | None = None
     n_sites = n_days = n_points = 0
     held: dict[str, Claim] = {}
+    keeper = LeaseKeeper(queue).start()  # renews what is held while it is computed, however long
     try:
         while True:
             held = {c.site_id: c for c in queue.claim(CLAIM_BATCH, queued_before)}
             if not held:
                 break
+            keeper.hold(list(held))
             # Every claimed site's marks are read before its data: a mark made after that read
             # stays queued (finish removes only these), so late data is never taken as computed.
             jobs: dict[str, tuple[list[Mark], list[date]]] = {}
@@ -770,19 +772,17 @@ def run_claimed(
             work = [(site, *runs(jobs[site.id][1])[0]) for site in todo]
             for chunk, raw in analyser.chunks(work):
                 for site, _, _ in chunk:
-                    started = time.monotonic()
                     computed_days, points = _compute_site(analyser, site, jobs[site.id][1], worker, raw)
                     n_points += points
                     n_days += computed_days
                     n_sites += 1
-                    _warn_if_slow(site.id, time.monotonic() - started, settings.worker_claim_lease_s)
                     _finish(queue, held.pop(site.id), jobs[site.id][0], settings.worker_claim_lease_s)
-                    if held:
-                        still = queue.renew(list(held))
-                        held = {k: c for k, c in held.items() if k in still}
+                    keeper.drop(site.id)
             for site_id in [k for k in held if k in jobs]:  # nothing to compute: finished as they are
                 _finish(queue, held.pop(site_id), jobs[site_id][0], settings.worker_claim_lease_s)
+                keeper.drop(site_id)
     finally:
+        keeper.stop()
         if held:  # stopped or failed: what this worker will not compute goes back at once
             queue.release(list(held))
     outcome = PassResult(n_sites, n_days, n_points, time.monotonic() - began, planned_full)
@@ -796,17 +796,6 @@ def run_claimed(
         outcome.seconds,
     )
     return outcome
-
-
-def _warn_if_slow(site_id: str, took_s: float, lease_s: float) -> None:
-    if took_s > lease_s / 2:
-        log.warning(
-            "site %s took %.0fs to compute, more than half of PQMON_WORKER_CLAIM_LEASE_S=%g:"
-            " raise it, or another worker may take the site over while it is computed",
-            site_id,
-            took_s,
-            lease_s,
-        )
 
 
 def _finish(queue: WorkQueue, claim: Claim, marks: Sequence[Mark], lease_s: float) -> None:

@@ -37,6 +37,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -301,3 +302,63 @@ class WorkQueue:
                 )
             ).one()
         return int(row.n), int(row.held)
+
+
+class LeaseKeeper:
+    """Renews this worker's claims from a thread while it computes them.
+
+    A site that takes longer than the lease (a long window, a slow InfluxDB) would otherwise be
+    claimed by another worker half-way and computed twice at once. The thread renews every
+    third of the lease; a worker killed with its claims takes the thread with it, so those
+    claims still run out and go to the others. A claim found lost (renewed by nobody in time,
+    taken by another) is dropped here; the worker's finish is then refused, as before.
+    """
+
+    def __init__(self, queue: WorkQueue, every_s: float | None = None) -> None:
+        self.queue = queue
+        self.every_s = every_s if every_s is not None else max(0.05, queue.lease_ms / 3000.0)
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pqmon-lease-keeper", daemon=True)
+        self.renewals = 0
+
+    def hold(self, site_ids: Sequence[str]) -> None:
+        with self._lock:
+            self._held.update(site_ids)
+
+    def drop(self, site_id: str) -> None:
+        with self._lock:
+            self._held.discard(site_id)
+
+    def start(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def __enter__(self) -> LeaseKeeper:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            with self._lock:
+                held = sorted(self._held)
+            if not held:
+                continue
+            try:
+                kept = self.queue.renew(held)
+            except Exception:  # a lost connection: the next round tries again, the lease has slack
+                log.warning("claims: renewing %d claimed sites failed; retrying", len(held), exc_info=True)
+                continue
+            self.renewals += 1
+            lost = set(held) - kept
+            if lost:
+                with self._lock:
+                    self._held -= lost

@@ -87,8 +87,8 @@ SETTINGS: tuple[tuple[str, str, str], ...] = (
         "PQMON_WORKER_CLAIM_LEASE_S",
         "60",
         "worker, registry on PostgreSQL: a worker holds the sites it claimed this long past its last"
-        " renewal; a worker killed meanwhile leaves them to the others after it (keep it well above one"
-        " site's computation)",
+        " renewal (a thread renews them every third of it while they are computed); a worker killed"
+        " meanwhile leaves them to the others after it",
     ),
     ("PQMON_OUTAGE_AS_UNDER", "false", "count outage minutes as under-limit instead of excluding them"),
     ("PQMON_SHORT_OUTAGE_S", "180", "short interruption threshold (180 s DL/T 836, 300 s IEEE 1366)"),

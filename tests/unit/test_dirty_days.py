@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import text
 
 from collector.service import BUCKET_MS, local_days
-from core.claims import WorkQueue
+from core.claims import LeaseKeeper, WorkQueue
 from core.registry import Registry
+from core.servers import wait_until
 from tests.conftest import BOTH_REGISTRIES
 
 TZ = "Asia/Shanghai"
@@ -192,3 +193,27 @@ def test_marks_made_before_the_queue_existed_are_adopted(registry: Registry) -> 
     assert w1.adopt_unqueued_marks() == 1
     (claim,) = w1.claim(5, w1.now_ms())
     assert w1.finish(claim, w1.marks("A1")) and registry.dirty_days() == {}
+
+
+@ONLY_POSTGRESQL
+def test_a_long_computation_keeps_its_claims_and_a_stopped_keeper_lets_them_run_out(
+    registry: Registry,
+) -> None:
+    """A site computed for longer than the lease stays this worker's while its keeper runs (no
+    other worker can take it half-way); once the keeper stops (the worker died), the lease runs
+    out and another worker takes it."""
+    registry.mark_dirty({("A1", D1), ("A2", D1)})
+    slow, other = queue(registry, "slow", lease_s=0.4), queue(registry, "other")
+    taken = slow.claim(5, slow.now_ms())
+    with LeaseKeeper(slow) as keeper:
+        keeper.hold([c.site_id for c in taken])
+        deadline = time.monotonic() + 1.6  # four leases long
+        while time.monotonic() < deadline:
+            assert other.claim(5, other.now_ms()) == []
+            time.sleep(0.05)
+        assert keeper.renewals >= 4
+        keeper.drop("A2")  # A2 done (or given up): no longer renewed
+        wait_until(lambda: [c.site_id for c in other.claim(5, other.now_ms())] == ["A2"], 3, "A2 freed")
+        assert other.claim(5, other.now_ms()) == []  # A1 still held
+    wait_until(lambda: [c.site_id for c in other.claim(5, other.now_ms())] == ["A1"], 3, "A1 freed")
+    assert slow.finish(taken[0], slow.marks("A1")) is False  # the late finish is refused
