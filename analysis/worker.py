@@ -35,7 +35,7 @@ from core.lineproto import check_ident, line, quote_literal
 from core.registry import Registry, Site
 from core.settings import Settings
 from core.store import InfluxStore
-from reports.archive import Archiver, mark_stale
+from reports.archive import Archiver, mark_stale, mark_stale_many
 
 log = logging.getLogger(__name__)
 
@@ -492,8 +492,7 @@ class Analyser:
     def _write_out(self, pending: list[str], stale: list[tuple[str, list[date]]]) -> None:
         for i in range(0, len(pending), WRITE_LINES):
             self.store.write(pending[i : i + WRITE_LINES])
-        for site_id, days in stale:
-            mark_stale(self.registry, site_id, days, self.today)
+        mark_stale_many(self.registry, stale, self.today)
 
     def window(self, site: Site, first: date, last: date) -> tuple[str, int, int] | None:
         """The site's meter and the span a first read of [first, last] covers (as :meth:`compute`)."""

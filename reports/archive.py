@@ -195,12 +195,18 @@ def mark_stale(registry: Registry, site_id: str, days: Iterable[date], today: da
 
     Only months before ``today``'s count: the current month has no issued report yet.
     """
-    months = {month_of(d) for d in days if d < today.replace(day=1)}
-    if not months:
+    mark_stale_many(registry, [(site_id, days)], today)
+
+
+def mark_stale_many(registry: Registry, written: Iterable[tuple[str, Iterable[date]]], today: date) -> None:
+    """:func:`mark_stale` for many sites in one transaction (a pass writes thousands)."""
+    this_month = today.replace(day=1)
+    wanted = {(site_id, month_of(d)) for site_id, days in written for d in days if d < this_month}
+    if not wanted:
         return
     now = int(time.time() * 1000)
     with sessionmaker(registry.engine).begin() as s:
-        for month in months:
+        for site_id, month in sorted(wanted):
             row = s.get(ReportStaleRow, (site_id, month))
             if row is None:
                 s.add(ReportStaleRow(site_id=site_id, month=month, marked_ms=now))
