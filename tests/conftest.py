@@ -48,10 +48,7 @@ def fresh_database(server: LocalPostgres, hint: str = "reg") -> tuple[str, str]:
     return name, server.create_database(name)
 
 
-@pytest.fixture
-def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """URL of a fresh, empty registry database: SQLite unless parametrized (``BOTH_REGISTRIES``)."""
-    kind = getattr(request, "param", "sqlite")
+def _registry_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'registry.db'}"
         return
@@ -60,6 +57,19 @@ def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     name, url = fresh_database(server)
     yield url
     server.drop_database(name)
+
+
+@pytest.fixture
+def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """URL of a fresh, empty registry database: SQLite unless parametrized (``BOTH_REGISTRIES``)."""
+    yield from _registry_url(getattr(request, "param", "sqlite"), request, tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh registry on SQLite and, in a second run of the test, on PostgreSQL: for a module's
+    own registry fixture, so that every test using it runs on both."""
+    yield from _registry_url(request.param, request, tmp_path)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,14 +31,15 @@ class Clock:
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Registry:
+def registry(tmp_path: Path, any_registry_url: str) -> Iterator[Registry]:
     rows = ["F1,feeder,Feeder 1,10,3,F1-M,57.7,,,gb,,"]
     rows += [f"A{i:02d},account,Account {i},10,3,A{i:02d}-M,57.7,,,gb,F1," for i in range(1, 13)]
     rows += ["B01,account,Lone,0.38,3,B01-M,220,,,gb,,"]
     (tmp_path / "reg.csv").write_text(HEADER + "\n".join(rows) + "\n")
-    reg = Registry(f"sqlite:///{tmp_path / 'reg.db'}")
+    reg = Registry(any_registry_url)  # SQLite, then PostgreSQL
     reg.import_csv(tmp_path / "reg.csv")
-    return reg
+    yield reg
+    reg.close()
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ class Clock:
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Registry:
+def registry(tmp_path: Path, any_registry_url: str) -> Iterator[Registry]:
     rows = [
         "F1,feeder,Feeder 1,10,3,F1-M,57.7,,,gb,,",
         "A1,account,One,10,3,A1-M,57.7,,,gb,F1,",
@@ -33,9 +34,10 @@ def registry(tmp_path: Path) -> Registry:
         "B1,account,Lone,0.38,3,B1-M,220,,,gb,,",
     ]
     (tmp_path / "reg.csv").write_text(HEADER + "\n".join(rows) + "\n")
-    reg = Registry(f"sqlite:///{tmp_path / 'reg.db'}")
+    reg = Registry(any_registry_url)  # SQLite, then PostgreSQL
     reg.import_csv(tmp_path / "reg.csv")
-    return reg
+    yield reg
+    reg.close()
 
 
 def off(site: str, ts: int) -> PowerEvent:

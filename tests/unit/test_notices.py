@@ -203,9 +203,9 @@ def test_notices_section_of_the_alerts_file():
 
 
 @pytest.fixture
-def registry(tmp_path: Path):
+def registry(tmp_path: Path, any_registry_url: str):
     (tmp_path / "reg.csv").write_text(REGISTRY, encoding="utf-8")
-    reg = Registry(f"sqlite:///{tmp_path / 'r.db'}")
+    reg = Registry(any_registry_url)  # SQLite, then PostgreSQL
     reg.import_csv(tmp_path / "reg.csv")
     yield reg
     reg.close()

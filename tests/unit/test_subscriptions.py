@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -52,7 +53,7 @@ def test_what_a_subscription_wants() -> None:
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Registry:
+def registry(tmp_path: Path, any_registry_url: str) -> Iterator[Registry]:
     rows = [
         "F1,feeder,Feeder 1,10,3,F1-M,57.7,,,gb,,",
         "A1,account,Mill,10,3,A1-M,57.7,,,gb,F1,",
@@ -60,10 +61,11 @@ def registry(tmp_path: Path) -> Registry:
         "B9,account,Other,10,3,B9-M,57.7,,,gb,,",
     ]
     (tmp_path / "reg.csv").write_text(HEADER + "\n".join(rows) + "\n")
-    reg = Registry(f"sqlite:///{tmp_path / 'reg.db'}")
+    reg = Registry(any_registry_url)  # SQLite, then PostgreSQL
     reg.import_csv(tmp_path / "reg.csv")
     reg.add_user("mgr", "manager", "long-enough-1", ["A1", "A2"])
-    return reg
+    yield reg
+    reg.close()
 
 
 @pytest.mark.parametrize(
