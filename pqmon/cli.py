@@ -14,6 +14,7 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.errors import PqmonError
@@ -140,28 +141,25 @@ def cmd_registry_import(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+def _schema(settings: Settings, action: str) -> Any:
+    """``core.schema.upgrade`` or ``status`` on the registry's engine, disposed afterwards."""
     from core import schema
     from core.registry import open_engine
 
     engine = open_engine(settings.registry_url)
     try:
-        done = schema.upgrade(engine)
+        return getattr(schema, action)(engine)
     finally:
         engine.dispose()
-    print(f"registry schema {done.describe()}")
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    print(f"registry schema {_schema(settings, 'upgrade').describe()}")
     return 0
 
 
 def cmd_db_current(args: argparse.Namespace, settings: Settings) -> int:
-    from core import schema
-    from core.registry import open_engine
-
-    engine = open_engine(settings.registry_url)
-    try:
-        state = schema.status(engine)
-    finally:
-        engine.dispose()
+    state = _schema(settings, "status")
     print(f"registry schema {state.describe()}")
     return 0 if state.at_head else 1
 
