@@ -78,9 +78,13 @@ def channels_for(spec: SiteSpec, readings: pd.DataFrame) -> tuple[str, ...]:
     """Which voltages are qualified: phase voltages, or line voltages for three-wire meters."""
     if spec.phases == 1:
         return ("ua",)
-    has_phase = any(c in readings and readings[c].notna().any() for c in PHASE_FIELDS)
-    has_line = any(c in readings and readings[c].notna().any() for c in LINE_FIELDS)
+    has_phase = any(_has_values(readings, c) for c in PHASE_FIELDS)
+    has_line = any(_has_values(readings, c) for c in LINE_FIELDS)
     return LINE_FIELDS if has_line and not has_phase else PHASE_FIELDS
+
+
+def _has_values(readings: pd.DataFrame, column: str) -> bool:
+    return column in readings and not np.isnan(readings[column].to_numpy(np.float64)).all()
 
 
 def rollup_site(
@@ -105,12 +109,14 @@ def rollup_site(
     minute_start = start_ms + np.arange(n, dtype=np.int64) * MINUTE_MS
     elapsed = minute_start < now_ms  # minutes still to come are neither monitored nor missing
 
-    if len(readings) and readings["time"].duplicated().any():  # a replayed row must weigh once
-        readings = readings.drop_duplicates()
-    channels = channels_for(spec, readings)
     times = readings["time"].to_numpy(np.int64) if len(readings) else np.zeros(0, np.int64)
+    if np.unique(times).size != times.size:  # a replayed row must weigh once
+        readings = readings.drop_duplicates()
+        times = readings["time"].to_numpy(np.int64)
+    channels = channels_for(spec, readings)
     if "interval_s" in readings:
-        interval = readings["interval_s"].fillna(DEFAULT_INTERVAL_S).to_numpy(np.float64)
+        interval = readings["interval_s"].to_numpy(np.float64)
+        interval = np.where(np.isnan(interval), DEFAULT_INTERVAL_S, interval)
     else:
         interval = np.full(len(readings), DEFAULT_INTERVAL_S)
     # The minute grid reaches over every reading given, so that an interruption seen in

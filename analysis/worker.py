@@ -203,11 +203,11 @@ class ChunkData:
             return pd.DataFrame({c: self.readings[c].array[a:b] for c in cols}, copy=False)
         values = self.values[a:b]
         keep = ~np.isnan(values).all(axis=0)
-        df = pd.DataFrame(
-            values[:, keep], columns=[f for f, k in zip(self.fields, keep, strict=True) if k], copy=False
-        )
-        df.insert(0, "time", self.times[a:b])
-        return df
+        # One float block, times included (exact below 2**53 ms): a frame of one block is built
+        # in half the time of one with an int64 column beside it, and readers take times as int64.
+        block = np.column_stack((self.times[a:b].astype(np.float64), values[:, keep]))
+        names = ["time", *(f for f, k in zip(self.fields, keep, strict=True) if k)]
+        return pd.DataFrame(block, columns=names, copy=False)
 
 
 def _rows(times: np.ndarray, block: tuple[int, int], from_ms: int, to_ms: int | None) -> tuple[int, int]:
