@@ -355,10 +355,10 @@ class Analyser:
 
     def _read_stored(self, site_ids: Sequence[str] | None = None) -> dict[str, list[tuple[int, int]]]:
         """Stored outages of these sites (default: the fleet's), per site."""
-        since = day_start_ms(self.horizon - timedelta(days=MAX_OUTAGE_DAYS), self.settings.tz)
-        of_site = f" AND site =~ {_site_regex(sorted(site_ids))}" if site_ids is not None else ""
         if site_ids is not None and not site_ids:
             return {}
+        since = day_start_ms(self.horizon - timedelta(days=MAX_OUTAGE_DAYS), self.settings.tz)
+        of_site = f" AND site =~ {_site_regex(sorted(site_ids))}" if site_ids is not None else ""
         stored: dict[str, list[tuple[int, int]]] = {}
         for tags, columns, rows in _series(
             self.store,
