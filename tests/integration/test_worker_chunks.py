@@ -9,11 +9,11 @@ passes must still equal a full recomputation and ``rollup_site`` over all the da
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, note, settings
+from hypothesis import given, note
 
 from analysis import worker
 from core.servers import LocalInflux
-from tests.integration.test_worker_properties import run_scenario, scenarios
+from tests.integration.test_worker_properties import run_scenario, scenarios, worker_settings
 from tests.integration.worker_scenarios import Scenario, describe
 
 pytestmark = pytest.mark.integration
@@ -21,18 +21,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("chunk_sites", [1, 2])
-@settings(
-    max_examples=12,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    phases=[Phase.explicit, Phase.generate, Phase.shrink],
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.function_scoped_fixture,
-    ],
-)
+@worker_settings(12)
 @given(sc=scenarios())
 def test_chunked_passes_equal_full_recomputation(
     influx: LocalInflux, chunk_sites: int, sc: Scenario, monkeypatch: pytest.MonkeyPatch

@@ -173,20 +173,26 @@ def run_scenario(
                 postgres.drop_database(pg_name)
 
 
+def worker_settings(max_examples: int, derandomize: bool = True) -> settings:
+    """Hypothesis settings of the worker properties: no deadline (an example runs real passes),
+    no example database, and no explain phase (its line tracing makes each example, thousands of
+    readings, several times slower)."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=derandomize,
+        database=None,
+        phases=[Phase.explicit, Phase.generate, Phase.shrink],
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.function_scoped_fixture,
+        ],
+    )
+
+
 @pytest.mark.timeout(600)  # a failure's shrinking runs up to Hypothesis's 300 s on top
-@settings(
-    max_examples=EXAMPLES or 60,
-    deadline=None,
-    derandomize=not EXAMPLES,
-    database=None,
-    # No explain phase: its line tracing makes each example (thousands of readings) several times slower.
-    phases=[Phase.explicit, Phase.generate, Phase.shrink],
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.function_scoped_fixture,
-    ],
-)
+@worker_settings(EXAMPLES or 60, derandomize=not EXAMPLES)
 @given(sc=scenarios())
 def test_incremental_passes_equal_full_recomputation(influx: LocalInflux, sc: Scenario) -> None:
     note(describe(sc))
@@ -194,18 +200,7 @@ def test_incremental_passes_equal_full_recomputation(influx: LocalInflux, sc: Sc
 
 
 @pytest.mark.timeout(600)
-@settings(
-    max_examples=EXAMPLES_PG,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    phases=[Phase.explicit, Phase.generate, Phase.shrink],
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.function_scoped_fixture,
-    ],
-)
+@worker_settings(EXAMPLES_PG)
 @given(sc=scenarios())
 def test_incremental_passes_equal_full_recomputation_on_postgresql(
     influx: LocalInflux, postgres: LocalPostgres, sc: Scenario
